@@ -1,0 +1,118 @@
+/* libc.h: pointers to the real libc functions that the shim interposes.
+ *
+ * Everything inside the library calls real_<call>() for raw I/O, never the
+ * hooked name. Each pointer is resolved with dlsym(RTLD_NEXT) by
+ * libc_resolve_all() at load, and lazily on first use if a hook runs before
+ * that (another library's constructor, say). */
+#ifndef TLSSHIM_SHIM_LIBC_H
+#define TLSSHIM_SHIM_LIBC_H
+
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* X(name, return type, parameter list) for every interposed call. */
+#define LIBC_CALLS(X)                                                          \
+  X(socket, int, (int, int, int))                                              \
+  X(connect, int, (int, const struct sockaddr *, socklen_t))                   \
+  X(accept, int, (int, struct sockaddr *, socklen_t *))                        \
+  X(accept4, int, (int, struct sockaddr *, socklen_t *, int))                  \
+  X(read, ssize_t, (int, void *, size_t))                                      \
+  X(write, ssize_t, (int, const void *, size_t))                               \
+  X(recv, ssize_t, (int, void *, size_t, int))                                 \
+  X(send, ssize_t, (int, const void *, size_t, int))                           \
+  X(recvfrom, ssize_t,                                                         \
+    (int, void *, size_t, int, struct sockaddr *, socklen_t *))                \
+  X(sendto, ssize_t,                                                           \
+    (int, const void *, size_t, int, const struct sockaddr *, socklen_t))      \
+  X(readv, ssize_t, (int, const struct iovec *, int))                          \
+  X(writev, ssize_t, (int, const struct iovec *, int))                         \
+  X(recvmsg, ssize_t, (int, struct msghdr *, int))                             \
+  X(sendmsg, ssize_t, (int, const struct msghdr *, int))                       \
+  X(sendfile, ssize_t, (int, int, off_t *, size_t))                            \
+  X(sendfile64, ssize_t, (int, int, off64_t *, size_t))                        \
+  X(close, int, (int))                                                         \
+  X(shutdown, int, (int, int))                                                 \
+  X(dup, int, (int))                                                           \
+  X(dup2, int, (int, int))                                                     \
+  X(dup3, int, (int, int, int))                                                \
+  X(fcntl, int, (int, int, ...))                                               \
+  X(fcntl64, int, (int, int, ...))                                             \
+  X(ioctl, int, (int, unsigned long, ...))                                     \
+  X(getsockopt, int, (int, int, int, void *, socklen_t *))                     \
+  X(setsockopt, int, (int, int, int, const void *, socklen_t))                 \
+  X(fork, pid_t, (void))                                                       \
+  X(vfork, pid_t, (void))                                                      \
+  X(execve, int, (const char *, char *const[], char *const[]))                 \
+  X(execveat, int, (int, const char *, char *const[], char *const[], int))     \
+  X(fexecve, int, (int, char *const[], char *const[]))                         \
+  X(getaddrinfo, int,                                                          \
+    (const char *, const char *, const struct addrinfo *,                      \
+     struct addrinfo **))                                                      \
+  X(gethostbyname, struct hostent *, (const char *))                           \
+  X(gethostbyname2, struct hostent *, (const char *, int))                     \
+  X(gethostbyname_r, int,                                                      \
+    (const char *, struct hostent *, char *, size_t, struct hostent **,        \
+     int *))                                                                   \
+  X(gethostbyname2_r, int,                                                     \
+    (const char *, int, struct hostent *, char *, size_t, struct hostent **,   \
+     int *))                                                                   \
+  X(poll, int, (struct pollfd *, nfds_t, int))                                 \
+  X(ppoll, int,                                                                \
+    (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *))      \
+  X(select, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *))        \
+  X(pselect, int,                                                              \
+    (int, fd_set *, fd_set *, fd_set *, const struct timespec *,               \
+     const sigset_t *))                                                        \
+  X(epoll_create, int, (int))                                                  \
+  X(epoll_create1, int, (int))                                                 \
+  X(epoll_ctl, int, (int, int, int, struct epoll_event *))                     \
+  X(epoll_wait, int, (int, struct epoll_event *, int, int))                    \
+  X(epoll_pwait, int, (int, struct epoll_event *, int, int, const sigset_t *)) \
+  X(epoll_pwait2, int,                                                         \
+    (int, struct epoll_event *, int, const struct timespec *,                  \
+     const sigset_t *))
+
+#define LIBC_DECLARE(name, ret, params)                                        \
+  typedef ret(*libc_##name##_fn) params;                                       \
+  extern libc_##name##_fn libc_real_##name;                                    \
+  libc_##name##_fn libc_resolve_##name(void);
+LIBC_CALLS(LIBC_DECLARE)
+#undef LIBC_DECLARE
+
+/* real_<call> is the real function, resolved on first use if need be. */
+#define REAL(name)                                                             \
+  (__builtin_expect(libc_real_##name != NULL, 1) ? libc_real_##name            \
+                                                 : libc_resolve_##name())
+
+#define real_read REAL(read)
+#define real_write REAL(write)
+#define real_recv REAL(recv)
+#define real_send REAL(send)
+#define real_close REAL(close)
+#define real_poll REAL(poll)
+#define real_fcntl REAL(fcntl)
+#define real_getsockopt REAL(getsockopt)
+#define real_setsockopt REAL(setsockopt)
+
+/* libc_resolve_all resolves every pointer now. Idempotent. */
+void libc_resolve_all(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSSHIM_SHIM_LIBC_H */
