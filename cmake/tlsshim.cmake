@@ -5,7 +5,7 @@ set(TLSSHIM_SANITIZE "$ENV{TLSSHIM_SANITIZE}" CACHE STRING
     "sanitizers for our code: address,undefined | thread | empty")
 
 set(tlsshim_warnings -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-    -Wno-missing-field-initializers)
+    -Wno-missing-field-initializers -Wno-format-truncation)
 set(tlsshim_c_warnings ${tlsshim_warnings} -Wstrict-prototypes
     -Wmissing-prototypes)
 

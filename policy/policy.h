@@ -76,7 +76,7 @@ struct policy_identity {
 
 struct policy_trust {
   char *name;
-  char *ca; /* absolute path, or NULL when ca_system */
+  char *ca; /* absolute path (for `system`, the OS bundle path) */
   bool ca_system;
   char *crl; /* absolute path or NULL */
   struct policy_pos pos, ca_pos, crl_pos;
