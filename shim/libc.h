@@ -59,6 +59,7 @@ extern "C" {
   X(execve, int, (const char *, char *const[], char *const[]))                 \
   X(execveat, int, (int, const char *, char *const[], char *const[], int))     \
   X(fexecve, int, (int, char *const[], char *const[]))                         \
+  X(execvpe, int, (const char *, char *const[], char *const[]))                \
   X(getaddrinfo, int,                                                          \
     (const char *, const char *, const struct addrinfo *,                      \
      struct addrinfo **))                                                      \

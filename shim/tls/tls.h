@@ -94,6 +94,10 @@ struct tlsconn_params {
 /* tlsconn_new makes a connection. Returns 0 or -ENOMEM/-EINVAL. */
 int tlsconn_new(struct tlsconn **out, const struct tlsconn_params *params);
 
+/* tlsconn_set_fd makes the connection use descriptor |fd| from now on (the
+ * one it had was closed while a dup of it lives on). */
+void tlsconn_set_fd(struct tlsconn *c, int fd);
+
 /* tlsconn_free frees |c| without any I/O. NULL-safe. */
 void tlsconn_free(struct tlsconn *c);
 

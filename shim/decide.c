@@ -1,0 +1,212 @@
+/* decide.c: applies the policy to a connect() or an accepted socket. */
+#include "shim/internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "shim/libc.h"
+#include "shim/log.h"
+
+bool shim_sockaddr_to_endpoint(const struct sockaddr *sa, socklen_t len,
+                               uint8_t addr[16], uint16_t *port) {
+  if (sa == NULL) {
+    return false;
+  }
+  if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    memset(addr, 0, 10);
+    addr[10] = 0xff;
+    addr[11] = 0xff;
+    memcpy(addr + 12, &in->sin_addr, 4);
+    *port = ntohs(in->sin_port);
+    return true;
+  }
+  if (sa->sa_family == AF_INET6 &&
+      len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    memcpy(addr, &in6->sin6_addr, 16);
+    *port = ntohs(in6->sin6_port);
+    return true;
+  }
+  return false;
+}
+
+void shim_format_endpoint(const uint8_t addr[16], uint16_t port, char *out,
+                          size_t out_len) {
+  char text[64];
+  policy_format_address(addr, text, sizeof(text));
+  if (strchr(text, ':') != NULL) {
+    snprintf(out, out_len, "[%s]:%u", text, port);
+  } else {
+    snprintf(out, out_len, "%s:%u", text, port);
+  }
+}
+
+/* Only TCP sockets are ever TLS. */
+static bool is_tcp_socket(int fd) {
+  int type = 0, proto = 0;
+  socklen_t len = sizeof(type);
+  if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      type != SOCK_STREAM) {
+    return false;
+  }
+  len = sizeof(proto);
+  if (REAL(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0) {
+    return false;
+  }
+  return proto == IPPROTO_TCP;
+}
+
+static void log_decision(enum policy_log_level level, const char *event,
+                         const char *direction, const char *rule,
+                         const char *local, const char *peer,
+                         const char *name, const char *reason) {
+  struct log_event ev = {.level = level, .event = event,
+                         .direction = direction, .rule = rule,
+                         .local = local, .peer = peer, .name = name,
+                         .resumed = -1, .reason = reason};
+  log_emit(&ev);
+}
+
+static const char *rule_label(const struct policy_rule *rule) {
+  return rule != NULL ? rule->name : "default_action";
+}
+
+int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
+                         struct session **out_session) {
+  *out_session = NULL;
+  uint8_t peer_addr[16];
+  uint16_t port;
+  if (shim_in_shim() || !shim_sockaddr_to_endpoint(addr, len, peer_addr, &port) ||
+      !is_tcp_socket(fd)) {
+    return 0;
+  }
+  struct tls_config *cfg = shim_config_acquire();
+  if (cfg == NULL) {
+    return 0;
+  }
+  const struct policy *p = tls_config_policy(cfg);
+  char name[256] = "";
+  names_lookup(peer_addr, name, sizeof(name));
+  struct policy_endpoint ep = {.port = port, .name = name[0] ? name : NULL};
+  memcpy(ep.addr, peer_addr, 16);
+  const struct policy_rule *rule = policy_match(p, POLICY_OUTBOUND, &ep);
+  enum policy_action action = policy_action_of(p, rule);
+  char peer[64];
+  shim_format_endpoint(peer_addr, port, peer, sizeof(peer));
+  if (action == POLICY_ACTION_DENY) {
+    log_decision(POLICY_LOG_WARN, "denied", "outbound", rule_label(rule), NULL,
+                 peer, name, "policy action deny");
+    tls_config_unref(cfg);
+    return -EACCES;
+  }
+  if (action == POLICY_ACTION_PLAINTEXT) {
+    log_decision(POLICY_LOG_DEBUG, "plaintext", "outbound", rule_label(rule),
+                 NULL, peer, name, NULL);
+    tls_config_unref(cfg);
+    return 0;
+  }
+  struct session *s = session_new();
+  if (s == NULL) {
+    tls_config_unref(cfg);
+    return -ENOMEM;
+  }
+  s->config = cfg; /* the reference passes to the session */
+  s->rule = rule;
+  s->fd = fd;
+  s->is_server = false;
+  s->timeout_ms = rule->tls.handshake_timeout_ms;
+  snprintf(s->rule_name, sizeof(s->rule_name), "%s", rule->name);
+  snprintf(s->peer, sizeof(s->peer), "%s", peer);
+  /* The verified name: server_name, else what the program resolved, else
+   * the IP address (no SNI). */
+  const char *verify = rule->tls.server_name;
+  if (verify == NULL && name[0] != '\0') {
+    verify = name;
+  }
+  snprintf(s->name, sizeof(s->name), "%s", verify != NULL ? verify : "");
+  char ip[64];
+  policy_format_address(peer_addr, ip, sizeof(ip));
+  if (!rule->tls.verify_peer) {
+    log_decision(POLICY_LOG_WARN, "insecure", "outbound", rule->name, NULL,
+                 peer, s->name,
+                 "verify_peer is false: the server is not authenticated");
+  }
+  int r = session_start_tls(s, verify, ip, peer);
+  if (r != 0) {
+    session_unref(s);
+    return r;
+  }
+  *out_session = s;
+  return 0;
+}
+
+int shim_decide_inbound(int fd, struct session **out_session) {
+  *out_session = NULL;
+  struct sockaddr_storage local_sa, peer_sa;
+  socklen_t llen = sizeof(local_sa), plen = sizeof(peer_sa);
+  uint8_t local_addr[16], peer_addr[16];
+  uint16_t local_port, peer_port = 0;
+  if (shim_in_shim() ||
+      getsockname(fd, (struct sockaddr *)&local_sa, &llen) != 0 ||
+      !shim_sockaddr_to_endpoint((struct sockaddr *)&local_sa, llen,
+                                 local_addr, &local_port) ||
+      !is_tcp_socket(fd)) {
+    return 0;
+  }
+  struct tls_config *cfg = shim_config_acquire();
+  if (cfg == NULL) {
+    return 0;
+  }
+  const struct policy *p = tls_config_policy(cfg);
+  struct policy_endpoint ep = {.port = local_port, .name = NULL};
+  memcpy(ep.addr, local_addr, 16);
+  const struct policy_rule *rule = policy_match(p, POLICY_INBOUND, &ep);
+  enum policy_action action = policy_action_of(p, rule);
+  char local[64], peer[64] = "";
+  shim_format_endpoint(local_addr, local_port, local, sizeof(local));
+  if (getpeername(fd, (struct sockaddr *)&peer_sa, &plen) == 0 &&
+      shim_sockaddr_to_endpoint((struct sockaddr *)&peer_sa, plen, peer_addr,
+                                &peer_port)) {
+    shim_format_endpoint(peer_addr, peer_port, peer, sizeof(peer));
+  }
+  if (action == POLICY_ACTION_DENY) {
+    log_decision(POLICY_LOG_WARN, "denied", "inbound", rule_label(rule), local,
+                 peer, NULL, "policy action deny");
+    tls_config_unref(cfg);
+    return -EACCES;
+  }
+  if (action == POLICY_ACTION_PLAINTEXT) {
+    log_decision(POLICY_LOG_DEBUG, "plaintext", "inbound", rule_label(rule),
+                 local, peer, NULL, NULL);
+    tls_config_unref(cfg);
+    return 0;
+  }
+  struct session *s = session_new();
+  if (s == NULL) {
+    tls_config_unref(cfg);
+    return -ENOMEM;
+  }
+  s->config = cfg;
+  s->rule = rule;
+  s->fd = fd;
+  s->is_server = true;
+  s->timeout_ms = rule->tls.handshake_timeout_ms;
+  snprintf(s->rule_name, sizeof(s->rule_name), "%s", rule->name);
+  snprintf(s->local, sizeof(s->local), "%s", local);
+  snprintf(s->peer, sizeof(s->peer), "%s", peer);
+  if (action == POLICY_ACTION_PERMISSIVE) {
+    s->kind = SESSION_DETECT;
+  } else {
+    int r = session_start_tls(s, NULL, NULL, NULL);
+    if (r != 0) {
+      session_unref(s);
+      return r;
+    }
+  }
+  *out_session = s;
+  return 0;
+}

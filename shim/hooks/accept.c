@@ -1,0 +1,47 @@
+/* accept.c: accept() and accept4(), where an inbound connection becomes a
+ * session. The handshake is not done here: it runs on the first I/O or
+ * readiness check, so a slow client cannot stall an accept loop. */
+#include <fcntl.h>
+
+#include "shim/hooks/hooks.h"
+
+static int shim_accept4(int lfd, struct sockaddr *addr, socklen_t *len,
+                        int flags, bool use_accept4) {
+  for (;;) {
+    int fd = use_accept4 ? REAL(accept4)(lfd, addr, len, flags)
+                         : REAL(accept)(lfd, addr, len);
+    if (fd < 0) {
+      return -errno;
+    }
+    if (__builtin_expect(fdtable_maybe(fd), 0)) {
+      hook_forget_stale_fd(fd);
+    }
+    struct session *s = NULL;
+    int r = shim_decide_inbound(fd, &s);
+    if (r == -EACCES) {
+      /* deny: closed before accept would return it; on to the next. */
+      REAL(close)(fd);
+      continue;
+    }
+    if (s == NULL) {
+      return fd;
+    }
+    s->user_nonblock = (flags & SOCK_NONBLOCK) != 0;
+    int fl = REAL(fcntl)(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) {
+      REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+    fdtable_set(fd, s);
+    session_unref(s);
+    return fd;
+  }
+}
+
+HOOK_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) {
+  return (int)hook_result(shim_accept4(fd, addr, len, 0, false));
+}
+
+HOOK_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len,
+                        int flags) {
+  return (int)hook_result(shim_accept4(fd, addr, len, flags, true));
+}

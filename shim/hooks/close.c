@@ -1,0 +1,46 @@
+/* close.c: close() and shutdown(). close() removes the descriptor from the
+ * table first and only then closes it, so the session's goodbye
+ * (close_notify, when it cannot block) still reaches the right socket. */
+#include <sys/socket.h>
+
+#include "shim/hooks/hooks.h"
+
+/* Drops |fd|'s hold on its session; the last descriptor ends it. */
+static void release_fd(int fd) {
+  struct session *s = fdtable_take(fd);
+  if (s != NULL) {
+    epoll_registry_fd_closed(fd);
+    session_detach_fd(s, fd);
+    session_unref(s);
+  }
+}
+
+HOOK_EXPORT int close(int fd) {
+  if (__builtin_expect(fdtable_maybe(fd), 0)) {
+    release_fd(fd);
+  }
+  epoll_registry_epfd_closed(fd);
+  return REAL(close)(fd);
+}
+
+HOOK_EXPORT int shutdown(int fd, int how) {
+  if (__builtin_expect(!fdtable_maybe(fd), 1)) {
+    return REAL(shutdown)(fd, how);
+  }
+  struct session *s = fdtable_get(fd);
+  if (s == NULL) {
+    return REAL(shutdown)(fd, how);
+  }
+  int r = 0;
+  if (how == SHUT_WR || how == SHUT_RDWR) {
+    r = session_shutdown_write(s, fd);
+  }
+  session_unref(s);
+  if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
+    return (int)hook_result(r);
+  }
+  return REAL(shutdown)(fd, how);
+}
+
+/* Used by dup2/dup3 when they replace a session descriptor. */
+void hook_release_fd(int fd) { release_fd(fd); }

@@ -1,0 +1,80 @@
+/* connect.c: connect(), where an outbound connection becomes TLS. */
+#include <fcntl.h>
+#include <poll.h>
+
+#include "shim/hooks/hooks.h"
+
+/* A connect() on a descriptor that is already a session: report the state
+ * as a non-blocking connect would (EALREADY until done, then EISCONN). */
+static int connect_again(struct session *s, int fd) {
+  int err = session_so_error(s, fd);
+  if (err != 0) {
+    return -err;
+  }
+  pthread_mutex_lock(&s->lock);
+  bool done = !s->connecting && s->conn != NULL &&
+              tlsconn_state(s->conn) != TLSCONN_HANDSHAKING;
+  pthread_mutex_unlock(&s->lock);
+  return done ? -EISCONN : -EALREADY;
+}
+
+static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
+  struct session *s = fdtable_get(fd);
+  if (s != NULL) {
+    int r = connect_again(s, fd);
+    session_unref(s);
+    return r;
+  }
+  int r = shim_decide_outbound(fd, addr, len, &s);
+  if (r < 0) {
+    return r;
+  }
+  if (s == NULL) {
+    return REAL(connect)(fd, addr, len) == 0 ? 0 : -errno;
+  }
+  int flags = REAL(fcntl)(fd, F_GETFL);
+  s->user_nonblock = flags >= 0 && (flags & O_NONBLOCK) != 0;
+  if (!s->user_nonblock) {
+    REAL(fcntl)(fd, F_SETFL, flags | O_NONBLOCK);
+  }
+  if (REAL(connect)(fd, addr, len) != 0 && errno != EINPROGRESS) {
+    int err = errno;
+    if (!s->user_nonblock) {
+      REAL(fcntl)(fd, F_SETFL, flags);
+    }
+    s->failure_logged = true;
+    session_unref(s);
+    return -err;
+  }
+  s->connecting = true;
+  fdtable_set(fd, s);
+  epoll_registry_session_created(fd);
+  if (s->user_nonblock) {
+    session_unref(s);
+    return -EINPROGRESS;
+  }
+  /* Blocking: TCP first (bounded by SO_SNDTIMEO as the kernel would), then
+   * the handshake, all before connect() returns. */
+  int64_t timeo = shim_sock_timeout_ms(fd, SO_SNDTIMEO);
+  int w = shim_wait(fd, POLLOUT, timeo < 0 ? -1 : shim_now_ms() + timeo);
+  if (w <= 0) {
+    session_unref(s);
+    return w < 0 ? w : -EINPROGRESS;
+  }
+  int err = session_so_error(s, fd);
+  if (err != 0) {
+    /* TCP failed: the socket is plain again, as it would be. */
+    struct session *taken = fdtable_take(fd);
+    session_unref(taken);
+    session_unref(s);
+    REAL(fcntl)(fd, F_SETFL, flags);
+    return -err;
+  }
+  r = session_handshake_blocking(s, fd);
+  session_unref(s);
+  return r;
+}
+
+HOOK_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
+  return (int)hook_result(shim_connect(fd, addr, len));
+}

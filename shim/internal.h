@@ -1,0 +1,212 @@
+/* internal.h: the shim's engine, shared by the hooks: sessions, the fd
+ * table, the active configuration, and the blocking/readiness helpers.
+ *
+ * Locking (after torsocks): one lock for the fd table, never held while
+ * calling BoringSSL or blocking; one mutex per session for its tlsconn,
+ * never held while waiting in poll(). A session is reference counted: each
+ * descriptor that refers to it holds one reference (dup shares a session),
+ * and each call in progress holds one while it works. close() removes the
+ * descriptor under the table lock and then drops that reference; the last
+ * reference ends the session (close_notify when possible, then free). */
+#ifndef TLSSHIM_SHIM_INTERNAL_H
+#define TLSSHIM_SHIM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "policy/policy.h"
+#include "shim/tls/tls.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum session_kind {
+  SESSION_TLS = 0,     /* a tls rule, or permissive that saw a ClientHello */
+  SESSION_DETECT,      /* permissive: waiting for the first bytes */
+  SESSION_PLAIN,       /* permissive that decided plaintext */
+  SESSION_EXEC_DEAD,   /* was TLS before exec: every I/O fails EPROTO */
+};
+
+struct session {
+  int refs; /* atomic */
+  pthread_mutex_t lock;
+  enum session_kind kind;
+  bool is_server;
+  bool user_nonblock; /* the program's view of O_NONBLOCK */
+  bool connecting;    /* outbound: TCP connect still in progress */
+  bool established_logged;
+  bool failure_logged;
+  bool wr_shutdown; /* shutdown(SHUT_WR) sent close_notify */
+  bool io_since_fork; /* this process used it since the last fork */
+  bool forked;        /* inherited across (or present at) a fork */
+  int error;          /* sticky -errno once failed (for SO_ERROR / I/O) */
+  bool error_reported; /* SO_ERROR has reported |error| */
+  int64_t deadline_ms; /* handshake (or detect) deadline, CLOCK_MONOTONIC */
+  int timeout_ms;
+  int fd; /* a descriptor of the session, the one its BIO uses */
+  int fd_count; /* descriptors in the table that refer to it */
+  struct tlsconn *conn; /* NULL until made (DETECT) */
+  struct tls_config *config; /* referenced */
+  const struct policy_rule *rule;
+  char rule_name[128];
+  char local[64], peer[64];
+  char name[256]; /* verified name (outbound) or "" */
+};
+
+/* ---- time ---- */
+int64_t shim_now_ms(void);
+
+/* ---- the active configuration (init.c) ---- */
+
+/* shim_init runs once, from the library constructor. */
+void shim_init(void);
+
+/* shim_config_acquire returns the active configuration with a reference
+ * (release with tls_config_unref), checking first, at most once a second,
+ * whether the policy or any file it names changed (hot reload). NULL if the
+ * shim is not initialised. */
+struct tls_config *shim_config_acquire(void);
+
+/* shim_in_shim is true on a thread inside the shim's own dependencies
+ * (policy loading): hooks then pass straight through. */
+bool shim_in_shim(void);
+
+/* ---- the fd table (fdtable.c) ---- */
+
+/* fdtable_maybe is the lock-free fast path: false means |fd| is certainly
+ * not a session, so a hook passes the call straight through. */
+bool fdtable_maybe(int fd);
+
+/* fdtable_get returns the session of |fd| with a reference, or NULL. */
+struct session *fdtable_get(int fd);
+
+/* fdtable_set makes |fd| refer to |s| (taking a new reference); an old
+ * session on |fd| is released. */
+void fdtable_set(int fd, struct session *s);
+
+/* fdtable_take removes |fd| and returns its session (whose reference passes
+ * to the caller), or NULL. */
+struct session *fdtable_take(int fd);
+
+/* fdtable_for_each calls |fn| with every (fd, session) under the table
+ * lock; |fn| must not block or take the table lock. */
+void fdtable_for_each(void (*fn)(int fd, struct session *s, void *arg),
+                      void *arg);
+
+/* fdtable_count returns how many descriptors are sessions. */
+size_t fdtable_count(void);
+
+/* fdtable_atfork_child resets the table lock in a forked child. */
+void fdtable_atfork_child(void);
+
+/* ---- sessions (session.c) ---- */
+
+struct session *session_new(void);
+void session_ref(struct session *s);
+/* session_unref drops a reference; the last one ends the session. */
+void session_unref(struct session *s);
+
+/* session_attach_fd / session_detach_fd count the descriptors that refer
+ * to |s|; when the one its BIO uses goes away, another takes its place. */
+void session_attach_fd(struct session *s, int fd);
+void session_detach_fd(struct session *s, int fd);
+
+/* session_start_tls makes the tlsconn of |s| (kind becomes SESSION_TLS).
+ * Returns 0 or -errno. Caller holds s->lock or owns |s| alone. */
+int session_start_tls(struct session *s, const char *verify_name,
+                      const char *peer_ip, const char *peer_key);
+
+/* I/O contract: these behave like recv(2)/send(2) on |fd| with the
+ * program's blocking mode, returning the count or -errno. */
+ssize_t session_recv(struct session *s, int fd, void *buf, size_t len,
+                     int flags);
+ssize_t session_send(struct session *s, int fd, const void *buf, size_t len,
+                     int flags);
+
+/* session_handshake_blocking completes an outbound handshake inside a
+ * blocking connect(). Returns 0 or -errno (EPROTO, ETIMEDOUT, ...). */
+int session_handshake_blocking(struct session *s, int fd);
+
+/* session_shutdown_write sends close_notify (shutdown SHUT_WR). */
+int session_shutdown_write(struct session *s, int fd);
+
+/* session_so_error answers getsockopt(SO_ERROR) for a session: the
+ * connect/handshake error once, else 0. Drives a non-blocking handshake. */
+int session_so_error(struct session *s, int fd);
+
+/* Readiness: session_poll_events computes the TLS-level revents for
+ * |events| (POLLIN/POLLOUT/...), pumping the connection first; |kernel|
+ * are the kernel revents just seen for the fd (0 if unknown). It sets
+ * |*wants| to the kernel events needed for further progress and |*wake_ms|
+ * to a time (CLOCK_MONOTONIC ms) when it must be asked again even without
+ * kernel events (a handshake deadline), or -1. */
+short session_poll_events(struct session *s, int fd, short events,
+                          short kernel, short *wants, int64_t *wake_ms);
+
+/* session_fionread returns the plaintext bytes readable now. */
+int session_fionread(struct session *s, int fd);
+
+/* session_mark_forked flags every session at fork (both sides). */
+void session_mark_all_forked(void);
+
+/* session_info fills the public API structure. */
+struct tlsshim_conn_info;
+void session_get_info(struct session *s, struct tlsshim_conn_info *out);
+
+/* ---- socket decisions (decide.c) ---- */
+
+/* shim_decide_outbound applies the policy to a connect(). On return
+ * |*out_session| is NULL for plaintext, or a new session (not yet in the
+ * table). Returns 0, or -EACCES for deny (logged). */
+int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
+                         struct session **out_session);
+
+/* shim_decide_inbound applies the policy to an accepted socket. Returns 0
+ * with |*out_session| NULL (plaintext) or a new session, or -EACCES for
+ * deny (logged; the caller closes the socket and accepts the next). */
+int shim_decide_inbound(int fd, struct session **out_session);
+
+/* ---- host names the program resolved (names.c) ---- */
+void names_remember(const uint8_t addr[16], const char *name);
+/* names_lookup copies the latest name resolved to |addr| into |out|;
+ * returns false if none. */
+bool names_lookup(const uint8_t addr[16], char *out, size_t out_len);
+
+/* ---- helpers ---- */
+
+/* shim_sockaddr_to_endpoint converts a sockaddr (v4/v6) to the policy's
+ * form. Returns false for other families. */
+bool shim_sockaddr_to_endpoint(const struct sockaddr *sa, socklen_t len,
+                               uint8_t addr[16], uint16_t *port);
+void shim_format_endpoint(const uint8_t addr[16], uint16_t port, char *out,
+                          size_t out_len);
+
+/* shim_wait waits with poll() until |fd| shows |events| or |deadline_ms|
+ * (absolute, CLOCK_MONOTONIC; -1 = none) passes. Returns >0 ready, 0 on
+ * timeout, -errno (-EINTR when a signal interrupts, as the blocking call
+ * would). */
+int shim_wait(int fd, short events, int64_t deadline_ms);
+
+/* shim_sock_timeout_ms returns SO_RCVTIMEO/SO_SNDTIMEO of |fd| in ms, or
+ * -1 for none. */
+int64_t shim_sock_timeout_ms(int fd, int optname);
+
+/* The epoll registry (epoll.c): a session was made for |fd| after the
+ * program had registered it; and |fd| is going away. */
+void epoll_registry_session_created(int fd);
+void epoll_registry_fd_closed(int fd);
+/* epoll_registry_epfd_closed forgets an epoll instance; cheap for any fd. */
+void epoll_registry_epfd_closed(int fd);
+
+/* exec (exec.c): descriptors that were TLS before exec. */
+void exec_restore_dead_fds(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TLSSHIM_SHIM_INTERNAL_H */
