@@ -165,9 +165,22 @@ void shim_init(void) {
   if (path == NULL || path[0] == '\0') {
     path = DEFAULT_POLICY;
   }
-  /* Relative paths are the program's business: keep them as given, policy
-   * loading makes them absolute. */
-  snprintf(policy_path, sizeof(policy_path), "%s", path);
+  /* A relative path is relative to where the program was started: make it
+   * absolute now, and pass it on so child processes that start elsewhere
+   * (shell scripts cd around) load the same file. */
+  if (path[0] != '/') {
+    char cwd[256];
+    if (getcwd(cwd, sizeof(cwd)) != NULL) {
+      snprintf(policy_path, sizeof(policy_path), "%s/%s", cwd, path);
+      if (!secure) {
+        setenv("TLSSHIM_POLICY", policy_path, 1);
+      }
+    } else {
+      snprintf(policy_path, sizeof(policy_path), "%s", path);
+    }
+  } else {
+    snprintf(policy_path, sizeof(policy_path), "%s", path);
+  }
   struct policy_diag err;
   memset(&err, 0, sizeof(err));
   struct policy_diags warnings = {0};

@@ -38,10 +38,12 @@ static int shim_accept4(int lfd, struct sockaddr *addr, socklen_t *len,
 }
 
 HOOK_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len) {
-  return (int)hook_result(shim_accept4(fd, addr, len, 0, false));
+  int saved_errno = errno;
+  return (int)hook_ret(saved_errno, shim_accept4(fd, addr, len, 0, false));
 }
 
 HOOK_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len,
                         int flags) {
-  return (int)hook_result(shim_accept4(fd, addr, len, flags, true));
+  int saved_errno = errno;
+  return (int)hook_ret(saved_errno, shim_accept4(fd, addr, len, flags, true));
 }

@@ -17,13 +17,16 @@ static void release_fd(int fd) {
 
 HOOK_EXPORT int close(int fd) {
   if (__builtin_expect(fdtable_maybe(fd), 0)) {
+    int saved = errno;
     release_fd(fd);
+    errno = saved;
   }
   epoll_registry_epfd_closed(fd);
   return REAL(close)(fd);
 }
 
 HOOK_EXPORT int shutdown(int fd, int how) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(shutdown)(fd, how);
   }
@@ -37,7 +40,7 @@ HOOK_EXPORT int shutdown(int fd, int how) {
   }
   session_unref(s);
   if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
-    return (int)hook_result(r);
+    return (int)hook_ret(saved_errno, r);
   }
   return REAL(shutdown)(fd, how);
 }

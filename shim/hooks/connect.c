@@ -76,5 +76,6 @@ static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
 }
 
 HOOK_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
-  return (int)hook_result(shim_connect(fd, addr, len));
+  int saved_errno = errno;
+  return (int)hook_ret(saved_errno, shim_connect(fd, addr, len));
 }

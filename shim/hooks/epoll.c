@@ -22,7 +22,8 @@ HOOK_EXPORT int epoll_create1(int flags) {
 }
 
 HOOK_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
-  return (int)hook_result(epoll_registry_ctl(epfd, op, fd, ev));
+  int saved_errno = errno;
+  return (int)hook_ret(saved_errno, epoll_registry_ctl(epfd, op, fd, ev));
 }
 
 static int64_t deadline_ms(int timeout) {
@@ -31,30 +32,33 @@ static int64_t deadline_ms(int timeout) {
 
 HOOK_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max,
                            int timeout) {
+  int saved_errno = errno;
   bool handled;
   int r = epoll_registry_wait(epfd, events, max, deadline_ms(timeout), NULL,
                               &handled);
-  return handled ? (int)hook_result(r)
+  return handled ? (int)hook_ret(saved_errno, r)
                  : REAL(epoll_wait)(epfd, events, max, timeout);
 }
 
 HOOK_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max,
                             int timeout, const sigset_t *sigmask) {
+  int saved_errno = errno;
   bool handled;
   int r = epoll_registry_wait(epfd, events, max, deadline_ms(timeout), sigmask,
                               &handled);
-  return handled ? (int)hook_result(r)
+  return handled ? (int)hook_ret(saved_errno, r)
                  : REAL(epoll_pwait)(epfd, events, max, timeout, sigmask);
 }
 
 HOOK_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max,
                              const struct timespec *ts,
                              const sigset_t *sigmask) {
+  int saved_errno = errno;
   bool handled;
   int64_t d = ts == NULL ? -1
                          : shim_now_ms() + (int64_t)ts->tv_sec * 1000 +
                                ts->tv_nsec / 1000000;
   int r = epoll_registry_wait(epfd, events, max, d, sigmask, &handled);
-  return handled ? (int)hook_result(r)
+  return handled ? (int)hook_ret(saved_errno, r)
                  : REAL(epoll_pwait2)(epfd, events, max, ts, sigmask);
 }

@@ -78,6 +78,7 @@ HOOK_EXPORT int ioctl(int fd, unsigned long req, ...) {
     return REAL(ioctl)(fd, req, arg);
   }
   int r = 0;
+  int saved = errno;
   if (req == FIONREAD) {
     *(int *)arg = session_fionread(s, fd);
   } else {
@@ -86,5 +87,6 @@ HOOK_EXPORT int ioctl(int fd, unsigned long req, ...) {
     pthread_mutex_unlock(&s->lock);
   }
   session_unref(s);
+  errno = saved;
   return r;
 }

@@ -17,12 +17,14 @@ extern "C" {
 #endif
 
 /* Exported hooks are the only place that sets errno: internal functions
- * return a count or -errno. */
-static inline ssize_t hook_result(ssize_t r) {
+ * return a count or -errno. On success errno is left as the program had it
+ * (saved on entry as |saved|), whatever the TLS work underneath did to it. */
+static inline ssize_t hook_ret(int saved, ssize_t r) {
   if (r < 0) {
     errno = (int)-r;
     return -1;
   }
+  errno = saved;
   return r;
 }
 

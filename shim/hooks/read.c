@@ -43,12 +43,13 @@ static ssize_t session_readv(struct session *s, int fd, const struct iovec *iov,
 }
 
 HOOK_EXPORT ssize_t read(int fd, void *buf, size_t len) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(read)(fd, buf, len);
   }
   bool handled;
   ssize_t r = session_recv_fd(fd, buf, len, 0, &handled);
-  return handled ? hook_result(r) : REAL(read)(fd, buf, len);
+  return handled ? hook_ret(saved_errno, r) : REAL(read)(fd, buf, len);
 }
 
 HOOK_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen) {
@@ -59,12 +60,13 @@ HOOK_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen) {
 }
 
 HOOK_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(recv)(fd, buf, len, flags);
   }
   bool handled;
   ssize_t r = session_recv_fd(fd, buf, len, flags, &handled);
-  return handled ? hook_result(r) : REAL(recv)(fd, buf, len, flags);
+  return handled ? hook_ret(saved_errno, r) : REAL(recv)(fd, buf, len, flags);
 }
 
 HOOK_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
@@ -77,6 +79,7 @@ HOOK_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
 
 HOOK_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
                              struct sockaddr *addr, socklen_t *addr_len) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(recvfrom)(fd, buf, len, flags, addr, addr_len);
   }
@@ -88,7 +91,7 @@ HOOK_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
   if (r >= 0 && addr != NULL && addr_len != NULL) {
     getpeername(fd, addr, addr_len);
   }
-  return hook_result(r);
+  return hook_ret(saved_errno, r);
 }
 
 HOOK_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len,
@@ -101,6 +104,7 @@ HOOK_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len,
 }
 
 HOOK_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(readv)(fd, iov, iovcnt);
   }
@@ -111,10 +115,11 @@ HOOK_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
   ssize_t r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL
                                              : session_readv(s, fd, iov, iovcnt, 0);
   session_unref(s);
-  return hook_result(r);
+  return hook_ret(saved_errno, r);
 }
 
 HOOK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(recvmsg)(fd, msg, flags);
   }
@@ -137,5 +142,5 @@ HOOK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
     }
   }
   session_unref(s);
-  return hook_result(r);
+  return hook_ret(saved_errno, r);
 }

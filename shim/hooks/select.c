@@ -84,6 +84,7 @@ static int shim_select(int nfds, fd_set *r, fd_set *w, fd_set *e,
 
 HOOK_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
                        struct timeval *tv) {
+  int saved_errno = errno;
   if (__builtin_expect(!sets_hold_session(nfds, r, w, e), 1)) {
     return REAL(select)(nfds, r, w, e, tv);
   }
@@ -100,16 +101,17 @@ HOOK_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
     tv->tv_sec = left / 1000;
     tv->tv_usec = (left % 1000) * 1000;
   }
-  return (int)hook_result(rc);
+  return (int)hook_ret(saved_errno, rc);
 }
 
 HOOK_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
                         const struct timespec *ts, const sigset_t *sigmask) {
+  int saved_errno = errno;
   if (__builtin_expect(!sets_hold_session(nfds, r, w, e), 1)) {
     return REAL(pselect)(nfds, r, w, e, ts, sigmask);
   }
   int64_t deadline =
       ts == NULL ? -1
                  : shim_now_ms() + (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
-  return (int)hook_result(shim_select(nfds, r, w, e, deadline, sigmask));
+  return (int)hook_ret(saved_errno, shim_select(nfds, r, w, e, deadline, sigmask));
 }

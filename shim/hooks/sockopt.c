@@ -13,8 +13,10 @@ HOOK_EXPORT int getsockopt(int fd, int level, int name, void *val,
   if (s == NULL) {
     return REAL(getsockopt)(fd, level, name, val, len);
   }
+  int saved = errno;
   int err = session_so_error(s, fd);
   session_unref(s);
+  errno = saved;
   *(int *)val = err;
   *len = sizeof(int);
   return 0;

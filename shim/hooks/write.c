@@ -66,35 +66,39 @@ static ssize_t session_writev(struct session *s, int fd, const struct iovec *iov
 }
 
 HOOK_EXPORT ssize_t write(int fd, const void *buf, size_t len) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(write)(fd, buf, len);
   }
   bool handled;
   ssize_t r = session_send_fd(fd, buf, len, 0, &handled);
-  return handled ? hook_result(r) : REAL(write)(fd, buf, len);
+  return handled ? hook_ret(saved_errno, r) : REAL(write)(fd, buf, len);
 }
 
 HOOK_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(send)(fd, buf, len, flags);
   }
   bool handled;
   ssize_t r = session_send_fd(fd, buf, len, flags, &handled);
-  return handled ? hook_result(r) : REAL(send)(fd, buf, len, flags);
+  return handled ? hook_ret(saved_errno, r) : REAL(send)(fd, buf, len, flags);
 }
 
 HOOK_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                            const struct sockaddr *addr, socklen_t addr_len) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(sendto)(fd, buf, len, flags, addr, addr_len);
   }
   bool handled;
   ssize_t r = session_send_fd(fd, buf, len, flags, &handled);
-  return handled ? hook_result(r)
+  return handled ? hook_ret(saved_errno, r)
                  : REAL(sendto)(fd, buf, len, flags, addr, addr_len);
 }
 
 HOOK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(writev)(fd, iov, iovcnt);
   }
@@ -106,10 +110,11 @@ HOOK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
                   ? -EINVAL
                   : session_writev(s, fd, iov, iovcnt, 0);
   session_unref(s);
-  return hook_result(r);
+  return hook_ret(saved_errno, r);
 }
 
 HOOK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return REAL(sendmsg)(fd, msg, flags);
   }
@@ -124,7 +129,7 @@ HOOK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
     r = session_writev(s, fd, msg->msg_iov, (int)msg->msg_iovlen, flags);
   }
   session_unref(s);
-  return hook_result(r);
+  return hook_ret(saved_errno, r);
 }
 
 /* sendfile to a TLS socket: read the file, encrypt, send. The file offset
@@ -175,6 +180,7 @@ static ssize_t session_sendfile(struct session *s, int out_fd, int in_fd,
 
 HOOK_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset,
                              size_t count) {
+  int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(out_fd), 1)) {
     return REAL(sendfile)(out_fd, in_fd, offset, count);
   }
@@ -184,7 +190,7 @@ HOOK_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset,
   }
   ssize_t r = session_sendfile(s, out_fd, in_fd, offset, count);
   session_unref(s);
-  return hook_result(r);
+  return hook_ret(saved_errno, r);
 }
 
 HOOK_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset,

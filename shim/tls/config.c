@@ -215,7 +215,8 @@ static const char *tls_policy_file(const struct policy *p) {
 }
 
 static void tls_diag(struct tls_build *b, struct policy_pos pos,
-                     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+                     const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void tls_diag(struct tls_build *b, struct policy_pos pos,
                      const char *fmt, ...) {
   char msg[512];
@@ -231,7 +232,8 @@ static void tls_diag(struct tls_build *b, struct policy_pos pos,
 }
 
 static void tls_warn(struct tls_build *b, struct policy_pos pos,
-                     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+                     const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void tls_warn(struct tls_build *b, struct policy_pos pos,
                      const char *fmt, ...) {
   if (b->warnings == NULL) {
@@ -295,8 +297,9 @@ static int tls_check_validity(struct tls_build *b,
   if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(leaf)) &&
       days < 30) {
     tls_time_text(X509_get0_notAfter(leaf), when, sizeof(when));
-    tls_warn(b, id->cert_pos, "certificate %s expires in %d days (not after %s)",
-             path, days, when);
+    tls_warn(b, id->cert_pos,
+             "certificate %s expires in %d days (not after %s)", path, days,
+             when);
   }
   return 0;
 }
@@ -438,8 +441,8 @@ static X509_STORE *tls_trust_store(struct tls_build *b,
   const char *ca = t->ca;
   if (t->ca_system || ca == NULL) {
     ca = NULL;
-    for (size_t i = 0; i < sizeof(tls_system_bundles) / sizeof(*tls_system_bundles);
-         i++) {
+    for (size_t i = 0;
+         i < sizeof(tls_system_bundles) / sizeof(*tls_system_bundles); i++) {
       if (access(tls_system_bundles[i], R_OK) == 0) {
         ca = tls_system_bundles[i];
         break;
@@ -497,8 +500,8 @@ static int tls_set_ciphers(struct tls_build *b, SSL_CTX *ctx,
   size_t total = 1;
   for (size_t i = 0; i < t->ciphers.count; i++) {
     const char *name = t->ciphers.items[i];
-    struct policy_pos pos = t->ciphers.pos != NULL ? t->ciphers.pos[i]
-                                                   : t->ciphers_pos;
+    struct policy_pos pos =
+        t->ciphers.pos != NULL ? t->ciphers.pos[i] : t->ciphers_pos;
     /* One name must select exactly one suite: no operators, no aliases. */
     if (name[0] == '\0' || strchr("!+-@", name[0]) != NULL ||
         strpbrk(name, ":,[] ") != NULL ||
@@ -610,8 +613,7 @@ static int tls_set_alpn(struct tls_build *b, SSL_CTX *ctx,
   return 0;
 }
 
-static SSL_CTX *tls_build_rule(struct tls_build *b,
-                               const struct policy_rule *r,
+static SSL_CTX *tls_build_rule(struct tls_build *b, const struct policy_rule *r,
                                const uint8_t keys[80]) {
   const struct policy_tls *t = &r->tls;
   bool server = r->direction == POLICY_INBOUND;
@@ -642,16 +644,16 @@ static SSL_CTX *tls_build_rule(struct tls_build *b,
     goto fail;
   }
 
-  bool verify = server ? t->client_auth != POLICY_CLIENT_AUTH_NONE
-                       : t->verify_peer;
+  bool verify =
+      server ? t->client_auth != POLICY_CLIENT_AUTH_NONE : t->verify_peer;
   if (verify) {
     const struct policy_trust *trust = t->trust;
     X509_STORE *store = NULL;
     if (trust != NULL) {
       store = tls_trust_store(b, trust);
     } else {
-      struct policy_trust sys = {.name = "system", .ca_system = true,
-                                 .pos = t->pos, .ca_pos = t->pos};
+      struct policy_trust sys = {
+          .name = "system", .ca_system = true, .pos = t->pos, .ca_pos = t->pos};
       store = tls_trust_store(b, &sys);
     }
     if (store == NULL) {
@@ -677,10 +679,14 @@ static SSL_CTX *tls_build_rule(struct tls_build *b,
   /* Handshake signatures we accept from peers: BoringSSL's defaults without
    * SHA-1, plus Ed25519 (off by default). */
   static const uint16_t verify_prefs[] = {
-      SSL_SIGN_ECDSA_SECP256R1_SHA256, SSL_SIGN_RSA_PSS_RSAE_SHA256,
-      SSL_SIGN_RSA_PKCS1_SHA256,       SSL_SIGN_ECDSA_SECP384R1_SHA384,
-      SSL_SIGN_RSA_PSS_RSAE_SHA384,    SSL_SIGN_RSA_PKCS1_SHA384,
-      SSL_SIGN_RSA_PSS_RSAE_SHA512,    SSL_SIGN_RSA_PKCS1_SHA512,
+      SSL_SIGN_ECDSA_SECP256R1_SHA256,
+      SSL_SIGN_RSA_PSS_RSAE_SHA256,
+      SSL_SIGN_RSA_PKCS1_SHA256,
+      SSL_SIGN_ECDSA_SECP384R1_SHA384,
+      SSL_SIGN_RSA_PSS_RSAE_SHA384,
+      SSL_SIGN_RSA_PKCS1_SHA384,
+      SSL_SIGN_RSA_PSS_RSAE_SHA512,
+      SSL_SIGN_RSA_PKCS1_SHA512,
       SSL_SIGN_ED25519,
   };
   if (!SSL_CTX_set_verify_algorithm_prefs(
@@ -716,8 +722,8 @@ static SSL_CTX *tls_build_rule(struct tls_build *b,
     }
   } else {
     if (t->session_resumption) {
-      SSL_CTX_set_session_cache_mode(
-          ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+                                              SSL_SESS_CACHE_NO_INTERNAL);
       SSL_CTX_sess_set_new_cb(ctx, tls_new_session_cb);
     } else {
       SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -762,8 +768,8 @@ int tls_config_new(struct tls_config **out, struct policy *p,
   pthread_mutex_init(&c->cache_lock, NULL);
   c->ctxs = calloc(p->rule_count > 0 ? p->rule_count : 1, sizeof(SSL_CTX *));
   c->cache = calloc(TLS_SESSION_CACHE_MAX, sizeof(*c->cache));
-  b.stores = calloc(p->trust_count > 0 ? p->trust_count : 1,
-                    sizeof(X509_STORE *));
+  b.stores =
+      calloc(p->trust_count > 0 ? p->trust_count : 1, sizeof(X509_STORE *));
   if (c->ctxs == NULL || c->cache == NULL || b.stores == NULL) {
     tls_diag(&b, (struct policy_pos){0, 0}, "out of memory");
     goto fail;
@@ -776,7 +782,8 @@ int tls_config_new(struct tls_config **out, struct policy *p,
   }
   for (size_t i = 0; i < p->rule_count; i++) {
     const struct policy_rule *r = &p->rules[i];
-    if (r->action != POLICY_ACTION_TLS && r->action != POLICY_ACTION_PERMISSIVE) {
+    if (r->action != POLICY_ACTION_TLS &&
+        r->action != POLICY_ACTION_PERMISSIVE) {
       continue;
     }
     c->ctxs[i] = tls_build_rule(&b, r, c->ticket_keys);

@@ -243,8 +243,8 @@ int tlsconn_new(struct tlsconn **out, const struct tlsconn_params *p) {
       if (c->session_key == NULL) {
         goto nomem;
       }
-      snprintf(c->session_key, n, "%zu|%s|%s", p->rule->index,
-               name ? name : "", p->peer_key ? p->peer_key : "");
+      snprintf(c->session_key, n, "%zu|%s|%s", p->rule->index, name ? name : "",
+               p->peer_key ? p->peer_key : "");
       SSL_SESSION *s = tls_session_lookup(p->config, c->session_key);
       if (s != NULL) {
         SSL_set_session(c->ssl, s);
@@ -253,8 +253,8 @@ int tlsconn_new(struct tlsconn **out, const struct tlsconn_params *p) {
     }
   }
   if (p->preread_len > 0) {
-    size_t cap = p->preread_len > TLS_READ_AHEAD ? p->preread_len
-                                                  : TLS_READ_AHEAD;
+    size_t cap =
+        p->preread_len > TLS_READ_AHEAD ? p->preread_len : TLS_READ_AHEAD;
     c->in = malloc(cap);
     if (c->in == NULL) {
       goto nomem;

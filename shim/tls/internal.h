@@ -67,8 +67,8 @@ struct tlsconn {
    * Allocated when a refill needs it, freed when it runs empty. */
   uint8_t *in;
   size_t in_off, in_len;
-  bool eof;       /* recv() returned 0 */
-  int sock_err;   /* errno of a failed recv()/send(), 0 if none */
+  bool eof;     /* recv() returned 0 */
+  int sock_err; /* errno of a failed recv()/send(), 0 if none */
 
   /* Record framing of the incoming stream, to tell a clean EOF (at a record
    * boundary) from a truncated record. */
@@ -104,7 +104,8 @@ void tls_conn_set_error(struct tlsconn *c, const char *fmt, ...)
  * context (SSL_CTX_set_cert_verify_callback). */
 int tls_cert_verify(X509_STORE_CTX *store_ctx, void *arg);
 
-/* tls_select_cert records the client's offers (SSL_CTX_set_select_certificate_cb). */
+/* tls_select_cert records the client's offers
+ * (SSL_CTX_set_select_certificate_cb). */
 enum ssl_select_cert_result_t tls_select_cert(const SSL_CLIENT_HELLO *hello);
 
 /* tls_describe_failure sets the reason of a failed handshake or record

@@ -198,25 +198,35 @@ int tls_pki_init(const char *dir, const char *const *names, size_t name_count,
     snprintf(err, err_len, "cannot generate keys");
     goto out;
   }
-  const char *const ca_exts[] = {
-      "basicConstraints", "critical,CA:TRUE",
-      "keyUsage", "critical,keyCertSign,cRLSign",
-      "subjectKeyIdentifier", "hash",
-      NULL};
-  const char *const srv_exts[] = {
-      "basicConstraints", "critical,CA:FALSE",
-      "keyUsage", "critical,digitalSignature",
-      "extendedKeyUsage", "serverAuth",
-      "subjectAltName", san,
-      "authorityKeyIdentifier", "keyid",
-      NULL};
-  const char *const cli_exts[] = {
-      "basicConstraints", "critical,CA:FALSE",
-      "keyUsage", "critical,digitalSignature",
-      "extendedKeyUsage", "clientAuth",
-      "subjectAltName", "URI:spiffe://tlsshim.demo/client,DNS:client",
-      "authorityKeyIdentifier", "keyid",
-      NULL};
+  const char *const ca_exts[] = {"basicConstraints",
+                                 "critical,CA:TRUE",
+                                 "keyUsage",
+                                 "critical,keyCertSign,cRLSign",
+                                 "subjectKeyIdentifier",
+                                 "hash",
+                                 NULL};
+  const char *const srv_exts[] = {"basicConstraints",
+                                  "critical,CA:FALSE",
+                                  "keyUsage",
+                                  "critical,digitalSignature",
+                                  "extendedKeyUsage",
+                                  "serverAuth",
+                                  "subjectAltName",
+                                  san,
+                                  "authorityKeyIdentifier",
+                                  "keyid",
+                                  NULL};
+  const char *const cli_exts[] = {"basicConstraints",
+                                  "critical,CA:FALSE",
+                                  "keyUsage",
+                                  "critical,digitalSignature",
+                                  "extendedKeyUsage",
+                                  "clientAuth",
+                                  "subjectAltName",
+                                  "URI:spiffe://tlsshim.demo/client,DNS:client",
+                                  "authorityKeyIdentifier",
+                                  "keyid",
+                                  NULL};
   ca = pki_make_cert(ca_key, "tlsshim demo CA", NULL, NULL, ca_exts);
   if (ca != NULL) {
     srv = pki_make_cert(srv_key, names[0], ca, ca_key, srv_exts);

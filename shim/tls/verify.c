@@ -118,8 +118,8 @@ void tls_cert_names(X509 *x, char *buf, size_t buf_len) {
   size_t shown = 0;
   for (size_t i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
     const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-    const char *tag = g->type == GEN_DNS   ? "DNS"
-                      : g->type == GEN_URI ? "URI"
+    const char *tag = g->type == GEN_DNS     ? "DNS"
+                      : g->type == GEN_URI   ? "URI"
                       : g->type == GEN_IPADD ? "IP"
                                              : NULL;
     if (tag == NULL) {
@@ -210,10 +210,9 @@ static bool tls_peer_allowed(const struct policy_strings *allow, X509 *x) {
       switch (g->type) {
       case GEN_DNS:
         tls_gen_text(g, text, sizeof(text));
-        ok = text[0] != '\0' &&
-             (tls_dns_match(p, text) ||
-              (text[0] == '*' && strchr(p, '*') == NULL &&
-               tls_dns_match(text, p)));
+        ok = text[0] != '\0' && (tls_dns_match(p, text) ||
+                                 (text[0] == '*' && strchr(p, '*') == NULL &&
+                                  tls_dns_match(text, p)));
         break;
       case GEN_URI:
         tls_gen_text(g, text, sizeof(text));
@@ -268,8 +267,7 @@ static void tls_chain_error(struct tlsconn *c, X509_STORE_CTX *sctx) {
   case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
   case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
   case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-    tls_conn_set_error(c,
-                       "certificate not signed by a trusted CA (%s)%s",
+    tls_conn_set_error(c, "certificate not signed by a trusted CA (%s)%s",
                        X509_verify_cert_error_string(err), where);
     return;
   case X509_V_ERR_CERT_REVOKED:
@@ -279,7 +277,8 @@ static void tls_chain_error(struct tlsconn *c, X509_STORE_CTX *sctx) {
     tls_conn_set_error(c, "no CRL from the certificate's issuer%s", where);
     return;
   case X509_V_ERR_INVALID_PURPOSE:
-    tls_conn_set_error(c, "certificate not allowed for TLS %s use (key usage)%s",
+    tls_conn_set_error(c,
+                       "certificate not allowed for TLS %s use (key usage)%s",
                        c->is_server ? "client" : "server", where);
     return;
   case X509_V_ERR_HOSTNAME_MISMATCH:
@@ -315,8 +314,8 @@ static const char *tls_weak_digest(X509 *x) {
 }
 
 int tls_cert_verify(X509_STORE_CTX *sctx, void *arg) {
-  SSL *ssl = X509_STORE_CTX_get_ex_data(sctx,
-                                        SSL_get_ex_data_X509_STORE_CTX_idx());
+  SSL *ssl =
+      X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
   struct tlsconn *c = ssl != NULL ? tls_conn_from_ssl(ssl) : NULL;
   if (c == NULL) {
     return 0;
@@ -357,7 +356,8 @@ int tls_cert_verify(X509_STORE_CTX *sctx, void *arg) {
     char id[512], list[512];
     tls_cert_identity(leaf, id, sizeof(id));
     tls_list_text(allow, list, sizeof(list));
-    tls_conn_set_error(c, "peer identity not allowed: %s not in peer_names [%s]",
+    tls_conn_set_error(c,
+                       "peer identity not allowed: %s not in peer_names [%s]",
                        id[0] != '\0' ? id : "(none)", list);
     X509_STORE_CTX_set_error(sctx, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
@@ -387,8 +387,8 @@ enum ssl_select_cert_result_t tls_select_cert(const SSL_CLIENT_HELLO *hello) {
 
   struct sbuf s = {h->versions, 0, sizeof(h->versions)};
   h->versions[0] = '\0';
-  if (SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_supported_versions,
-                                           &data, &len) &&
+  if (SSL_early_callback_ctx_extension_get(
+          hello, TLSEXT_TYPE_supported_versions, &data, &len) &&
       len >= 1) {
     size_t n = data[0];
     int shown = 0;
@@ -407,8 +407,8 @@ enum ssl_select_cert_result_t tls_select_cert(const SSL_CLIENT_HELLO *hello) {
   h->ciphers[0] = '\0';
   int shown = 0;
   for (size_t i = 0; i + 1 < hello->cipher_suites_len; i += 2) {
-    uint16_t v = (uint16_t)(hello->cipher_suites[i] << 8 |
-                            hello->cipher_suites[i + 1]);
+    uint16_t v =
+        (uint16_t)(hello->cipher_suites[i] << 8 | hello->cipher_suites[i + 1]);
     if (tls_grease(v) || v == 0x00ff) {
       continue;
     }
@@ -422,8 +422,8 @@ enum ssl_select_cert_result_t tls_select_cert(const SSL_CLIENT_HELLO *hello) {
 
   s = (struct sbuf){h->groups, 0, sizeof(h->groups)};
   h->groups[0] = '\0';
-  if (SSL_early_callback_ctx_extension_get(
-          hello, TLSEXT_TYPE_supported_groups, &data, &len) &&
+  if (SSL_early_callback_ctx_extension_get(hello, TLSEXT_TYPE_supported_groups,
+                                           &data, &len) &&
       len >= 2) {
     shown = 0;
     for (size_t i = 2; i + 1 < len; i += 2) {
@@ -446,32 +446,58 @@ enum ssl_select_cert_result_t tls_select_cert(const SSL_CLIENT_HELLO *hello) {
 
 static const char *tls_alert_name(int alert) {
   switch (alert) {
-  case 0: return "close notify";
-  case 10: return "unexpected message";
-  case 20: return "bad record mac";
-  case 22: return "record overflow";
-  case 40: return "handshake failure";
-  case 42: return "bad certificate";
-  case 43: return "unsupported certificate";
-  case 44: return "certificate revoked";
-  case 45: return "certificate expired";
-  case 46: return "certificate unknown";
-  case 47: return "illegal parameter";
-  case 48: return "unknown CA";
-  case 49: return "access denied";
-  case 50: return "decode error";
-  case 51: return "decrypt error";
-  case 70: return "protocol version";
-  case 71: return "insufficient security";
-  case 80: return "internal error";
-  case 86: return "inappropriate fallback";
-  case 90: return "user canceled";
-  case 109: return "missing extension";
-  case 110: return "unsupported extension";
-  case 112: return "unrecognized name";
-  case 116: return "certificate required";
-  case 120: return "no application protocol";
-  default: return "unknown alert";
+  case 0:
+    return "close notify";
+  case 10:
+    return "unexpected message";
+  case 20:
+    return "bad record mac";
+  case 22:
+    return "record overflow";
+  case 40:
+    return "handshake failure";
+  case 42:
+    return "bad certificate";
+  case 43:
+    return "unsupported certificate";
+  case 44:
+    return "certificate revoked";
+  case 45:
+    return "certificate expired";
+  case 46:
+    return "certificate unknown";
+  case 47:
+    return "illegal parameter";
+  case 48:
+    return "unknown CA";
+  case 49:
+    return "access denied";
+  case 50:
+    return "decode error";
+  case 51:
+    return "decrypt error";
+  case 70:
+    return "protocol version";
+  case 71:
+    return "insufficient security";
+  case 80:
+    return "internal error";
+  case 86:
+    return "inappropriate fallback";
+  case 90:
+    return "user canceled";
+  case 109:
+    return "missing extension";
+  case 110:
+    return "unsupported extension";
+  case 112:
+    return "unrecognized name";
+  case 116:
+    return "certificate required";
+  case 120:
+    return "no application protocol";
+  default:
+    return "unknown alert";
   }
 }
 
@@ -519,10 +545,10 @@ void tls_describe_failure(struct tlsconn *c) {
     return;
   }
   if (c->eof) {
-    tls_conn_set_error(c, handshaking
-                              ? "peer closed the connection during the handshake"
-                              : "peer closed the connection in the middle of a "
-                                "record");
+    tls_conn_set_error(
+        c, handshaking ? "peer closed the connection during the handshake"
+                       : "peer closed the connection in the middle of a "
+                         "record");
     ERR_clear_error();
     return;
   }
@@ -588,8 +614,8 @@ void tls_describe_failure(struct tlsconn *c) {
                                     reason == SSL_R_HTTP_REQUEST ||
                                     reason == SSL_R_HTTPS_PROXY_REQUEST)) {
     tls_conn_set_error(c, "peer sent garbage (not TLS)");
-  } else if (lib == ERR_LIB_SSL &&
-             reason == SSL_R_UNSUPPORTED_PROTOCOL && !c->is_server) {
+  } else if (lib == ERR_LIB_SSL && reason == SSL_R_UNSUPPORTED_PROTOCOL &&
+             !c->is_server) {
     tls_versions_text(t, mine, sizeof(mine));
     tls_conn_set_error(c,
                        "no common protocol version: server chose a version "

@@ -2,6 +2,9 @@
 // PKI and the small helpers of tls.h.
 #include <errno.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +14,6 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-
-#include <openssl/pem.h>
-#include <openssl/x509v3.h>
 
 #include "shim/tls/internal.h"
 #include "tls/helpers.h"
@@ -116,10 +114,11 @@ TEST(TlsConfig, ExpiringIdentityWarns) {
   ASSERT_EQ(1u, warnings.count);
   // Made "valid 10 more days" moments ago: 9 or 10 whole days remain.
   std::string msg = warnings.items[0].message;
-  EXPECT_TRUE(msg.rfind("certificate expiring.pem expires in 9 days (not after ",
-                        0) == 0 ||
-              msg.rfind("certificate expiring.pem expires in 10 days (not after ",
-                        0) == 0)
+  EXPECT_TRUE(
+      msg.rfind("certificate expiring.pem expires in 9 days (not after ", 0) ==
+          0 ||
+      msg.rfind("certificate expiring.pem expires in 10 days (not after ", 0) ==
+          0)
       << msg;
   EXPECT_EQ(4, warnings.items[0].line);
   free(warnings.items);
@@ -188,8 +187,8 @@ TEST(TlsPki, InitMakesAWorkingPki) {
   std::string dir = CertDir() + "/demo";
   char err[256] = "";
   const char *names[] = {"svc.example", "localhost"};
-  ASSERT_EQ(0, tls_pki_init(dir.c_str(), names, 2, nullptr, 0, err,
-                            sizeof(err)))
+  ASSERT_EQ(0,
+            tls_pki_init(dir.c_str(), names, 2, nullptr, 0, err, sizeof(err)))
       << err;
   struct stat st;
   ASSERT_EQ(0, stat((dir + "/server.key").c_str(), &st));
@@ -202,8 +201,8 @@ TEST(TlsPki, InitMakesAWorkingPki) {
   BIO_free(b);
   ASSERT_NE(nullptr, leaf);
   X509_STORE *store = X509_STORE_new();
-  ASSERT_EQ(1, X509_STORE_load_locations(store, (dir + "/ca.pem").c_str(),
-                                         nullptr));
+  ASSERT_EQ(
+      1, X509_STORE_load_locations(store, (dir + "/ca.pem").c_str(), nullptr));
   X509_STORE_CTX *ctx = X509_STORE_CTX_new();
   ASSERT_EQ(1, X509_STORE_CTX_init(ctx, store, leaf, nullptr));
   X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);

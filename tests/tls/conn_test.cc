@@ -2,18 +2,17 @@
 // transfer between two tlsconns over a socketpair.
 #include <errno.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <malloc.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <malloc.h>
-#include <stdio.h>
 #include <unistd.h>
 
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tls/helpers.h"
 
@@ -102,9 +101,11 @@ TEST(TlsHandshake, HighestCommonVersion) {
 TEST(TlsHandshake, ServerCipherPreferenceWins) {
   RuleSpec cs = ClientSpec();
   cs.max_version = POLICY_TLS1_2;
-  cs.ciphers = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"};
+  cs.ciphers = {"ECDHE-ECDSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-CHACHA20-POLY1305"};
   RuleSpec ss = ServerSpec();
-  ss.ciphers = {"ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES128-GCM-SHA256"};
+  ss.ciphers = {"ECDHE-ECDSA-CHACHA20-POLY1305",
+                "ECDHE-ECDSA-AES128-GCM-SHA256"};
   Config cli(MakeConfig(cs)), srv(MakeConfig(ss));
   Pair p;
   MakePair(&p, cli.get(), srv.get());
@@ -183,8 +184,9 @@ TEST(TlsHandshake, NoCommonGroup) {
   MakePair(&p, cli.get(), srv.get());
   Handshake(&p);
   EXPECT_EQ(-EPROTO, p.server_rc);
-  EXPECT_STREQ("no common group: client offered [P-384], server accepts [X25519]",
-               tlsconn_error(p.server));
+  EXPECT_STREQ(
+      "no common group: client offered [P-384], server accepts [X25519]",
+      tlsconn_error(p.server));
   EXPECT_EQ(-EPROTO, p.client_rc);
 }
 
@@ -208,9 +210,10 @@ TEST(TlsHandshake, MutualAuthRequired) {
       rc = p.client_rc;
     }
     EXPECT_EQ(-EPROTO, rc);
-    EXPECT_STREQ("server requires a client certificate (alert certificate "
-                 "required)",
-                 tlsconn_error(p.client));
+    EXPECT_STREQ(
+        "server requires a client certificate (alert certificate "
+        "required)",
+        tlsconn_error(p.client));
   }
   {
     RuleSpec cs = ClientSpec();
@@ -286,8 +289,7 @@ TEST(TlsVerify, WrongCaRefused) {
 TEST(TlsVerify, RevokedRefused) {
   RuleSpec cs = ClientSpec();
   cs.crl = "ca.crl.pem";
-  EXPECT_EQ("certificate revoked",
-            ClientFailure(cs, ServerSpec(), "revoked"));
+  EXPECT_EQ("certificate revoked", ClientFailure(cs, ServerSpec(), "revoked"));
   // The same CRL lets a good certificate through, leaf or whole chain.
   cs.crl_check = POLICY_CRL_CHAIN;
   Config cli(MakeConfig(cs)), srv(MakeConfig(ServerSpec()));

@@ -3,6 +3,7 @@
 // tests' glob builds it into the binary.
 #include <errno.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,8 +14,6 @@
 #include <unistd.h>
 
 #include <mutex>
-
-#include <gtest/gtest.h>
 
 #include "shim/tls/internal.h"
 #include "tls/helpers.h"
@@ -84,13 +83,14 @@ __attribute__((weak)) void policy_free(struct policy *p) {
 namespace tlstest {
 namespace {
 
-std::string g_dir;
+std::string g_root;  // the temporary folder, removed at the end
+std::string g_dir;   // the PKI inside it
 
 class CertEnvironment : public ::testing::Environment {
  public:
   void TearDown() override {
-    if (!g_dir.empty()) {
-      std::string cmd = "rm -rf '" + g_dir + "'";
+    if (!g_root.empty()) {
+      std::string cmd = "rm -rf '" + g_root + "'";
       EXPECT_EQ(0, system(cmd.c_str()));
     }
   }
@@ -129,7 +129,8 @@ const std::string &CertDir() {
     if (d == nullptr) {
       abort();
     }
-    g_dir = d;
+    g_root = d;
+    g_dir = g_root;
     std::string cmd = std::string("sh ") + TLSSHIM_TEST_DIR +
                       "/gen_certs.sh '" + g_dir + "/pki'";
     if (system(cmd.c_str()) != 0) {
@@ -178,8 +179,8 @@ struct policy *MakePolicy(const RuleSpec &spec) {
     t->crl_pos = {8, 5};
   }
   p->rule_count = 1;
-  p->rules = static_cast<struct policy_rule *>(
-      calloc(1, sizeof(struct policy_rule)));
+  p->rules =
+      static_cast<struct policy_rule *>(calloc(1, sizeof(struct policy_rule)));
   struct policy_rule *r = &p->rules[0];
   r->name = Dup(spec.inbound ? "in" : "out");
   r->index = 0;
@@ -315,10 +316,12 @@ std::string ReadSome(struct tlsconn *c, int fd, size_t want, ssize_t *rc) {
 
 void OverrideIdentity(struct tlsconn *c, const std::string &base) {
   std::string dir = CertDir();
-  ASSERT_EQ(1, SSL_use_certificate_file(c->ssl, (dir + "/" + base + ".pem").c_str(),
-                                        SSL_FILETYPE_PEM));
-  ASSERT_EQ(1, SSL_use_PrivateKey_file(c->ssl, (dir + "/" + base + ".key").c_str(),
-                                       SSL_FILETYPE_PEM));
+  ASSERT_EQ(
+      1, SSL_use_certificate_file(c->ssl, (dir + "/" + base + ".pem").c_str(),
+                                  SSL_FILETYPE_PEM));
+  ASSERT_EQ(1,
+            SSL_use_PrivateKey_file(c->ssl, (dir + "/" + base + ".key").c_str(),
+                                    SSL_FILETYPE_PEM));
 }
 
 }  // namespace tlstest

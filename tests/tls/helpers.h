@@ -19,10 +19,10 @@ const std::string &CertDir();
 // A rule as the tests describe it.
 struct RuleSpec {
   bool inbound = false;
-  std::string identity;   // base name in CertDir ("server"), "" for none
-  std::string identity_key; // base name of the key if different
-  std::string ca = "ca";  // trust CA base name, "" for no trust
-  std::string crl;        // CRL file name in CertDir, "" for none
+  std::string identity;      // base name in CertDir ("server"), "" for none
+  std::string identity_key;  // base name of the key if different
+  std::string ca = "ca";     // trust CA base name, "" for no trust
+  std::string crl;           // CRL file name in CertDir, "" for none
   enum policy_crl_check crl_check = POLICY_CRL_LEAF;
   uint16_t min_version = POLICY_TLS1_2, max_version = POLICY_TLS1_3;
   std::vector<std::string> ciphers;
