@@ -153,10 +153,7 @@ static void die_config(const struct policy_diag *err) {
   _exit(EX_CONFIG);
 }
 
-void shim_init(void) {
-  if (initialised) {
-    return;
-  }
+static void shim_init_once(void) {
   int saved = errno;
   libc_resolve_all();
   tls_global_init();
@@ -209,8 +206,12 @@ void shim_init(void) {
   stamp_policy(p->path, p);
   last_check_ms = shim_now_ms();
   pthread_mutex_unlock(&cfg_lock);
-  initialised = true;
+  __atomic_store_n(&initialised, true, __ATOMIC_RELEASE);
   exec_restore_dead_fds();
+  const char *fail = secure ? NULL : getenv("TLSSHIM_TEST_FAIL_SESSIONS");
+  if (fail != NULL) {
+    session_fail_every = atoi(fail);
+  }
   errno = saved;
 }
 
@@ -252,9 +253,19 @@ static void maybe_reload_locked(void) {
   tls_config_unref(old);
 }
 
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* Runs from the library constructor, or earlier from the first connection
+ * decision if another library's constructor makes one first: a selected
+ * connection is never let through as plaintext for want of a policy. */
+void shim_init(void) { pthread_once(&init_once, shim_init_once); }
+
 struct tls_config *shim_config_acquire(void) {
-  if (!initialised) {
-    return NULL;
+  if (!__atomic_load_n(&initialised, __ATOMIC_ACQUIRE)) {
+    if (shim_in_shim()) {
+      return NULL;
+    }
+    shim_init();
   }
   struct tls_config *cfg;
   int64_t now = shim_now_ms();

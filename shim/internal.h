@@ -105,7 +105,9 @@ void fdtable_atfork_child(void);
 
 /* ---- sessions (session.c) ---- */
 
+/* session_new returns a new session (one reference) or NULL. */
 struct session *session_new(void);
+extern int session_fail_every; /* test hook, see session.c */
 void session_ref(struct session *s);
 /* session_unref drops a reference; the last one ends the session. */
 void session_unref(struct session *s);

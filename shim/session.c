@@ -64,7 +64,17 @@ int64_t shim_sock_timeout_ms(int fd, int optname) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* Test hook (TLSSHIM_TEST_FAIL_SESSIONS=N): every Nth session allocation
+ * fails, to show that running out of memory fails closed. */
+int session_fail_every;
+static unsigned session_alloc_count;
+
 struct session *session_new(void) {
+  if (session_fail_every > 0 &&
+      __atomic_add_fetch(&session_alloc_count, 1, __ATOMIC_RELAXED) %
+              (unsigned)session_fail_every == 0) {
+    return NULL;
+  }
   struct session *s = calloc(1, sizeof(*s));
   if (s == NULL) {
     return NULL;

@@ -2,6 +2,9 @@
  * session. The handshake is not done here: it runs on the first I/O or
  * readiness check, so a slow client cannot stall an accept loop. */
 #include <fcntl.h>
+#include <string.h>
+
+#include "shim/log.h"
 
 #include "shim/hooks/hooks.h"
 
@@ -18,8 +21,15 @@ static int shim_accept4(int lfd, struct sockaddr *addr, socklen_t *len,
     }
     struct session *s = NULL;
     int r = shim_decide_inbound(fd, &s);
-    if (r == -EACCES) {
-      /* deny: closed before accept would return it; on to the next. */
+    if (r < 0) {
+      /* deny, or a selected connection the shim cannot serve (no memory):
+       * closed before accept would return it, never handed over as
+       * plaintext; on to the next. */
+      if (r != -EACCES) {
+        log_msg(POLICY_LOG_ERROR, "failed",
+                "accepted connection closed: cannot make its TLS session: %s",
+                strerror(-r));
+      }
       REAL(close)(fd);
       continue;
     }
