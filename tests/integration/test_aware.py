@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""test_aware.py: the optional-API example (examples/aware) sees TLS under the shim, and nothing without it.
+
+Runs the same aware binary three ways: under the shim against openssl
+s_server (an outbound tls rule), without the shim against a plain listener,
+and under the shim against a plain listener that no rule selects.
+
+Environment: TLSSHIM_BUILD_DIR (default <repo>/build), TLSSHIM_SOURCE_DIR.
+"""
+
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+TOP = os.environ.get("TLSSHIM_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("TLSSHIM_BUILD_DIR") or os.path.join(TOP, "build")
+TLSSHIM = os.path.join(BUILD, "bin", "tlsshim")
+LIB = os.path.join(BUILD, "lib", "libtlsshim.so")
+LINE = "hello from the aware test"
+
+
+def read_until(proc, needle, timeout):
+    """Reads proc.stdout (binary) until |needle| appears; returns what was
+    read, or raises AssertionError after |timeout| seconds or at EOF."""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while needle not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError("no %r within %d s; got %r" % (needle, timeout, buf))
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError("EOF before %r; got %r" % (needle, buf))
+            buf += chunk
+    finally:
+        sel.close()
+    return buf
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
+
+
+class Aware(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        for f in (TLSSHIM, LIB):
+            if not os.path.exists(f):
+                raise AssertionError("%s is missing: build first" % f)
+        cls.tmp = tempfile.mkdtemp(prefix="tlsshim-test-aware.")
+        cls.aware = os.path.join(BUILD, "bin", "aware")
+        if not os.path.isfile(cls.aware):
+            # Not (yet) part of the CMake build: compile it the way a user would.
+            cls.aware = os.path.join(cls.tmp, "aware")
+            subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror",
+                            "-I", os.path.join(TOP, "include"),
+                            os.path.join(TOP, "examples", "aware", "aware.c"),
+                            "-o", cls.aware, "-ldl"], check=True, timeout=120)
+        certs = os.path.join(cls.tmp, "certs")
+        subprocess.run([TLSSHIM, "pki", "init", certs], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def write_policy(self, tls_port):
+        path = os.path.join(self.tmp, "client-%d.yaml" % tls_port)
+        with open(path, "w") as f:
+            f.write("""version: 1
+identities:
+  client: {cert: certs/client.pem, key: certs/client.key}
+trust:
+  demo: {ca: certs/ca.pem}
+rules:
+  - name: aware-out
+    direction: outbound
+    match: {addresses: [127.0.0.1], ports: [%d]}
+    action: tls
+    tls: {identity: client, trust: demo, server_name: localhost}
+log: {level: info}
+""" % tls_port)
+        return path
+
+    def run_aware(self, port, policy=None):
+        env = dict(os.environ)
+        for k in ("LD_PRELOAD", "TLSSHIM_POLICY", "TLSSHIM_LOG", "TLSSHIM_LOG_FILE"):
+            env.pop(k, None)
+        if policy:
+            env.update(LD_PRELOAD=LIB, TLSSHIM_POLICY=policy, TLSSHIM_LOG="info",
+                       TLSSHIM_LOG_FILE=os.path.join(self.tmp, "shim.log"))
+        return subprocess.run([self.aware, "127.0.0.1", str(port), LINE], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    def plain_listener(self):
+        """A plain TCP listener whose thread reads one line into self.got."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(30)
+        self.addCleanup(srv.close)
+        self.got = b""
+
+        def serve():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(30)
+                while not self.got.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    self.got += chunk
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        return srv.getsockname()[1], t
+
+    def test_under_shim_against_s_server(self):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        certs = os.path.join(self.tmp, "certs")
+        server = subprocess.Popen(
+            ["openssl", "s_server", "-accept", "127.0.0.1:%d" % port, "-naccept", "1",
+             "-cert", os.path.join(certs, "server.pem"),
+             "-key", os.path.join(certs, "server.key"),
+             "-CAfile", os.path.join(certs, "ca.pem"), "-Verify", "1",
+             "-ciphersuites", "TLS_AES_128_GCM_SHA256"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.addCleanup(stop, server)
+        read_until(server, b"ACCEPT", 30)
+
+        r = self.run_aware(port, self.write_policy(port))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "TLS: version=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 "
+                         "peer=localhost\n")
+        self.assertEqual(r.stderr, "")
+        # s_server (which required a client certificate) decrypted the line.
+        read_until(server, LINE.encode(), 30)
+        server.wait(timeout=30)
+
+    def test_without_shim_plain_listener(self):
+        port, t = self.plain_listener()
+        r = self.run_aware(port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "not TLS\n")
+        t.join(30)
+        self.assertEqual(self.got, (LINE + "\n").encode())
+
+    def test_under_shim_unselected_connection(self):
+        port, t = self.plain_listener()
+        # The policy's only rule is for another port: this connection is plaintext.
+        r = self.run_aware(port, self.write_policy(port + 1 if port < 65535 else port - 1))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, "not TLS\n")
+        t.join(30)
+        self.assertEqual(self.got, (LINE + "\n").encode())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
