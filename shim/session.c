@@ -282,6 +282,16 @@ static void note_progress(struct session *s) {
   }
 }
 
+/* Each permissive decision is logged (and so counted) with its reason. */
+static void log_permissive(struct session *s, const char *event,
+                           const char *reason) {
+  struct log_event ev = {.level = POLICY_LOG_INFO, .event = event,
+                         .direction = "inbound", .rule = s->rule_name,
+                         .local = s->local, .peer = s->peer, .resumed = -1,
+                         .reason = reason};
+  log_emit(&ev);
+}
+
 /* Permissive: decide from the first bytes whether the peer speaks TLS.
  * Returns 1 decided TLS, 0 decided plaintext, -EAGAIN undecided (wait for
  * POLLIN), or -errno. Caller holds lock. */
@@ -302,8 +312,7 @@ static int detect_locked(struct session *s, int fd, bool program_writes) {
       return r;
     }
     s->deadline_ms = 0;
-    log_msg(POLICY_LOG_INFO, "permissive", "rule %s peer %s: ClientHello seen, serving TLS",
-            s->rule_name, s->peer);
+    log_permissive(s, "permissive", "ClientHello seen: serving TLS");
     return 1;
   }
   if (n > 0) {
@@ -320,8 +329,9 @@ static int detect_locked(struct session *s, int fd, bool program_writes) {
     return -EAGAIN;
   }
   s->kind = SESSION_PLAIN;
-  log_msg(POLICY_LOG_INFO, "plaintext", "rule %s peer %s: permissive, %s: serving plaintext",
-          s->rule_name, s->peer, why);
+  char reason[128];
+  snprintf(reason, sizeof(reason), "permissive: %s: serving plaintext", why);
+  log_permissive(s, "plaintext", reason);
   return 0;
 }
 
