@@ -524,7 +524,9 @@ ssize_t session_send(struct session *s, int fd, const void *buf, size_t len,
     if (n > 0) {
       sent += (size_t)n;
     }
-    if (sent == len || (n > 0 && nonblock)) {
+    /* A non-blocking write takes what it can without waiting: keep going
+     * while records are accepted, stop at the first -EAGAIN. */
+    if (sent == len || (nonblock && n == -EAGAIN && sent > 0)) {
       if (!nonblock && !plain && sent > 0) {
         int r = flush_blocking(s, fd, &timeo);
         if (r < 0 && r != -EAGAIN) {
