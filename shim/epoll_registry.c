@@ -32,6 +32,10 @@ struct ep_reg {
   uint32_t events; /* the program's */
   epoll_data_t data;
   struct session *session; /* NULL: plain */
+  bool remapped; /* plain, but its data looks like the shim's tag: the
+                    kernel holds the tag and the data is returned from here */
+  uint64_t delivered_call; /* the wait call that last delivered it ... */
+  int delivered_slot;      /* ... and where in that call's array */
   bool queued;
   bool disabled; /* EPOLLONESHOT fired */
   struct ep_reg *next; /* ready queue */
@@ -42,6 +46,8 @@ struct ep_inst {
   struct ep_reg **regs; /* by fd */
   int regs_len;
   int tls_count;
+  uint64_t calls; /* numbers each wait call, so that one call reports a
+                     descriptor at most once, as the kernel does */
   struct ep_reg *head, *tail; /* ready queue */
 };
 
@@ -238,8 +244,11 @@ int epoll_registry_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
     goto out;
   }
   struct epoll_event kev = *ev;
+  bool remap = s == NULL && (ev->data.u64 & EP_TAG_MASK) == EP_TAG;
   if (s != NULL) {
     kev.events = EP_KERNEL_TLS_EVENTS;
+  }
+  if (s != NULL || remap) {
     kev.data.u64 = EP_TAG | (uint64_t)(uint32_t)fd;
   }
   if (op == EPOLL_CTL_MOD && reg != NULL && reg->session != NULL) {
@@ -282,6 +291,7 @@ int epoll_registry_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   reg->events = ev->events;
   reg->data = ev->data;
   reg->disabled = false;
+  reg->remapped = remap;
   if (s != NULL) {
     if (reg->session == NULL) {
       session_ref(s);
@@ -340,7 +350,8 @@ void epoll_registry_fd_closed(int fd) {
 /* Evaluates |r| and, if ready, appends its event to |out|. Caller holds the
  * instance lock. Returns 1 if delivered. */
 static int evaluate(struct ep_inst *inst, struct ep_reg *r, uint32_t kernel,
-                    struct epoll_event *out, int64_t *wake) {
+                    struct epoll_event *events, int n, uint64_t call,
+                    int64_t *wake) {
   short wants;
   int64_t w;
   short want_ev = (short)(r->events & (EPOLLIN | EPOLLOUT | EPOLLPRI |
@@ -358,8 +369,15 @@ static int evaluate(struct ep_inst *inst, struct ep_reg *r, uint32_t kernel,
     }
     return 0;
   }
-  out->events = deliver;
-  out->data = r->data;
+  if (r->delivered_call == call) {
+    /* Already in this call's array: merge, never report twice. */
+    events[r->delivered_slot].events |= deliver;
+    return 0;
+  }
+  r->delivered_call = call;
+  r->delivered_slot = n;
+  events[n].events = deliver;
+  events[n].data = r->data;
   if (r->events & EPOLLONESHOT) {
     r->disabled = true;
     if (r->queued) {
@@ -397,13 +415,14 @@ int epoll_registry_wait(int epfd, struct epoll_event *events, int max,
     int n = 0;
     int64_t wake = -1;
     pthread_mutex_lock(&inst->lock);
+    uint64_t call = ++inst->calls;
     /* 1. What is already known to be ready (or must be looked at). */
     struct ep_reg *r = inst->head;
     struct ep_reg *stop = inst->tail;
     while (r != NULL && n < max) {
       struct ep_reg *next = r->next;
       bool last = r == stop;
-      n += evaluate(inst, r, 0, &events[n], &wake);
+      n += evaluate(inst, r, 0, events, n, call, &wake);
       if (last) {
         break;
       }
@@ -439,7 +458,10 @@ int epoll_registry_wait(int epfd, struct epoll_event *events, int max,
         int fd = (int)(kev[i].data.u64 & 0xffffffffu);
         struct ep_reg *reg = fd < inst->regs_len ? inst->regs[fd] : NULL;
         if (reg != NULL && reg->session != NULL && !reg->disabled) {
-          n += evaluate(inst, reg, kev[i].events, &events[n], &wake);
+          n += evaluate(inst, reg, kev[i].events, events, n, call, &wake);
+        } else if (reg != NULL && reg->remapped) {
+          events[n].events = kev[i].events;
+          events[n++].data = reg->data;
         }
       } else {
         events[n++] = kev[i];
