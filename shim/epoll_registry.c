@@ -364,7 +364,12 @@ static int evaluate(struct ep_inst *inst, struct ep_reg *r, uint32_t kernel,
   uint32_t deliver = (uint32_t)(unsigned short)rev &
                      (r->events | EPOLLERR | EPOLLHUP);
   if (deliver == 0) {
-    if (r->queued) {
+    /* A handshake with a deadline must be looked at again when it passes,
+     * even if the peer stays silent: keep it queued (the wait is bounded
+     * by |wake|). Otherwise the kernel owes an edge for what comes next. */
+    if (w >= 0) {
+      enqueue(inst, r);
+    } else if (r->queued) {
       dequeue_reg(inst, r);
     }
     return 0;

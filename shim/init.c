@@ -48,7 +48,9 @@ static __thread int in_shim_depth;
 bool shim_in_shim(void) { return in_shim_depth > 0; }
 
 static void stamp_file(struct file_stamp *st, const char *path) {
-  snprintf(st->path, sizeof(st->path), "%s", path);
+  if (path != st->path) {
+    snprintf(st->path, sizeof(st->path), "%s", path);
+  }
   struct stat sb;
   st->exists = stat(path, &sb) == 0;
   if (st->exists) {
@@ -59,14 +61,13 @@ static void stamp_file(struct file_stamp *st, const char *path) {
   }
 }
 
-static bool stamp_changed(const struct file_stamp *st) {
-  struct file_stamp now;
-  stamp_file(&now, st->path);
-  return now.exists != st->exists ||
-         (now.exists && (now.dev != st->dev || now.ino != st->ino ||
-                         now.size != st->size ||
-                         now.mtime.tv_sec != st->mtime.tv_sec ||
-                         now.mtime.tv_nsec != st->mtime.tv_nsec));
+static bool stamp_changed_from(const struct file_stamp *st,
+                               const struct file_stamp *now) {
+  return now->exists != st->exists ||
+         (now->exists &&
+          (now->dev != st->dev || now->ino != st->ino ||
+           now->size != st->size || now->mtime.tv_sec != st->mtime.tv_sec ||
+           now->mtime.tv_nsec != st->mtime.tv_nsec));
 }
 
 static void add_stamp(struct file_stamp *set, size_t *count, const char *path) {
@@ -218,13 +219,19 @@ static void shim_init_once(void) {
 /* Re-reads the policy if it or a file it names changed. Called with
  * cfg_lock held. */
 static void maybe_reload_locked(void) {
+  /* What the files look like now, before they are read: a file written
+   * while the policy loads (a key just after its certificate) then differs
+   * from this snapshot and is read again at the next check. */
+  static struct file_stamp before[MAX_STAMPS];
   bool changed = false;
-  for (size_t i = 0; i < stamp_count && !changed; i++) {
-    changed = stamp_changed(&stamps[i]);
+  for (size_t i = 0; i < stamp_count; i++) {
+    stamp_file(&before[i], stamps[i].path);
+    changed = changed || stamp_changed_from(&stamps[i], &before[i]);
   }
   if (!changed) {
     return;
   }
+  size_t before_count = stamp_count;
   struct policy_diag err;
   memset(&err, 0, sizeof(err));
   struct policy_diags warnings = {0};
@@ -236,9 +243,7 @@ static void maybe_reload_locked(void) {
             policy_diag_format(&err, line, sizeof(line)));
     /* Remember what we saw, so the same broken files are not re-read
      * every second; the next change is tried again. */
-    for (size_t i = 0; i < stamp_count; i++) {
-      stamp_file(&stamps[i], stamps[i].path);
-    }
+    memcpy(stamps, before, before_count * sizeof(*stamps));
     policy_diags_cleanup(&warnings);
     return;
   }
@@ -248,6 +253,15 @@ static void maybe_reload_locked(void) {
   active = cfg;
   const struct policy *p = tls_config_policy(cfg);
   stamp_policy(p->path, p);
+  /* Files that were known before keep their pre-load snapshot. */
+  for (size_t i = 0; i < stamp_count; i++) {
+    for (size_t j = 0; j < before_count; j++) {
+      if (strcmp(stamps[i].path, before[j].path) == 0) {
+        stamps[i] = before[j];
+        break;
+      }
+    }
+  }
   apply_logging(p, getauxval(AT_SECURE) != 0);
   log_msg(POLICY_LOG_INFO, "reload", "policy %s reloaded", p->path);
   tls_config_unref(old);

@@ -56,7 +56,7 @@ static void put_json_escaped(char *buf, int len, int *pos, const char *s) {
     if (ch == '"' || ch == '\\') {
       buf[(*pos)++] = '\\';
       buf[(*pos)++] = (char)ch;
-    } else if (ch < 0x20) {
+    } else if (ch < 0x20 || ch == 0x7f) {
       *pos += snprintf(buf + *pos, (size_t)(len - *pos), "\\u%04x", ch);
     } else {
       buf[(*pos)++] = (char)ch;
@@ -81,7 +81,15 @@ static void put_field(char *buf, int len, int *pos, enum policy_log_format fmt,
     put(buf, len, pos, key);
     put(buf, len, pos, "=");
     /* Values with spaces (reasons, subjects) are quoted in text form. */
-    bool quote = strpbrk(value, " \"=") != NULL;
+    /* Quoted (and escaped) when it holds anything that could end the
+     * field or the line: a peer's certificate must not forge log lines. */
+    bool quote = false;
+    for (const unsigned char *c = (const unsigned char *)value; *c; c++) {
+      if (*c <= ' ' || *c == '"' || *c == '=' || *c == '\\' || *c == 0x7f) {
+        quote = true;
+        break;
+      }
+    }
     if (quote) {
       put(buf, len, pos, "\"");
       put_json_escaped(buf, len, pos, value);

@@ -241,7 +241,12 @@ static int session_fail(struct session *s, int err, const char *reason) {
       why = buf;
     }
     struct log_event ev = {
-        .level = handshaking ? POLICY_LOG_WARN : POLICY_LOG_INFO,
+        /* A handshake or verification failure is a warning even when it
+         * comes after the client thought it was done (TLS 1.3 client
+         * certificates are refused after the client's Finished). */
+        .level = handshaking || err == -EPROTO || err == -ETIMEDOUT
+                     ? POLICY_LOG_WARN
+                     : POLICY_LOG_INFO,
         .event = "failed",
         .direction = dir_name(s),
         .rule = s->rule_name,

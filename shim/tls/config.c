@@ -696,7 +696,11 @@ static SSL_CTX *tls_build_rule(struct tls_build *b, const struct policy_rule *r,
   }
   SSL_CTX_set_verify(ctx, mode, NULL);
   SSL_CTX_set_cert_verify_callback(ctx, tls_cert_verify, NULL);
-  SSL_CTX_set_keylog_callback(ctx, tls_keylog_line);
+  /* Key logging is the policy's explicit opt-in: without it BoringSSL never
+   * formats a secret at all. */
+  if (b->p->allow_keylog) {
+    SSL_CTX_set_keylog_callback(ctx, tls_keylog_line);
+  }
 
   /* Sessions: a ticket-only server (no stateful cache to grow) and a client
    * cache kept in the config, keyed per rule, name and peer. */

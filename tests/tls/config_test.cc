@@ -144,12 +144,35 @@ TEST(TlsConfig, BadCrl) {
   EXPECT_EQ(8, d.line);
 }
 
+TEST(TlsKeylog, NothingWithoutThePolicysOptIn) {
+  std::string path = CertDir() + "/keylog-off.txt";
+  tls_set_keylog_file(path.c_str());
+  struct tls_config *cli = MakeConfig(RuleSpec());
+  struct tls_config *srv = MakeConfig(Server());
+  {
+    Pair p;
+    MakePair(&p, cli, srv);
+    Handshake(&p);
+    ASSERT_EQ(0, p.client_rc);
+  }
+  tls_set_keylog_file(nullptr);
+  tls_config_unref(cli);
+  tls_config_unref(srv);
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0) {
+    EXPECT_EQ(0, st.st_size) << "secrets logged without allow_keylog";
+  }
+}
+
 TEST(TlsKeylog, WritesNssLines) {
   std::string path = CertDir() + "/keylog.txt";
   tls_set_keylog_file(path.c_str());
   RuleSpec c;
+  c.allow_keylog = true;
+  RuleSpec sv = Server();
+  sv.allow_keylog = true;
   struct tls_config *cli = MakeConfig(c);
-  struct tls_config *srv = MakeConfig(Server());
+  struct tls_config *srv = MakeConfig(sv);
   {
     Pair p;
     MakePair(&p, cli, srv);

@@ -150,6 +150,7 @@ struct policy *MakePolicy(const RuleSpec &spec) {
   p->path = Dup(dir + "/policy.yaml");
   p->dir = Dup(dir);
   p->version = 1;
+  p->allow_keylog = spec.allow_keylog;
   if (!spec.identity.empty()) {
     p->identity_count = 1;
     p->identities = static_cast<struct policy_identity *>(

@@ -32,6 +32,7 @@ struct RuleSpec {
   bool verify_peer = true;
   enum policy_client_auth client_auth = POLICY_CLIENT_AUTH_NONE;
   bool session_resumption = true;
+  bool allow_keylog = false;  // the policy's debug.allow_keylog
 };
 
 // MakePolicy builds a one-rule policy with malloc'd fields, as the loader
