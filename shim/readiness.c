@@ -42,8 +42,6 @@ int readiness_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms,
     sessions[i] = fdtable_get(fds[i].fd);
   }
   int result;
-  short kernel_seen_init = 0;
-  bool first = true;
   for (;;) {
     int ready = 0;
     int64_t wake = deadline_ms;
@@ -57,7 +55,7 @@ int readiness_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms,
       short wants;
       int64_t w;
       short rev = session_poll_events(sessions[i], fds[i].fd, fds[i].events,
-                                      first ? kernel_seen_init : 0, &wants, &w);
+                                      0, &wants, &w);
       fds[i].revents = rev;
       if (rev != 0) {
         ready++;
@@ -67,7 +65,6 @@ int readiness_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms,
       }
       wake = earlier(wake, w);
     }
-    first = false;
     int64_t until = ready > 0 ? 0 : wake;
     struct timespec ts, *tsp = NULL;
     if (until >= 0) {

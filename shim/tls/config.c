@@ -756,6 +756,37 @@ static void tls_config_free(struct tls_config *c) {
   pthread_mutex_destroy(&c->cache_lock);
 }
 
+/* tls_check_unused_identities checks the identities no TLS rule uses as
+ * strictly as used ones (parse, key match, dates): a certificate waiting in
+ * the policy for a later rule is still an error when it has expired. */
+static int tls_check_unused_identities(struct tls_build *b) {
+  const struct policy *p = b->p;
+  for (size_t i = 0; i < p->identity_count; i++) {
+    const struct policy_identity *id = &p->identities[i];
+    bool used = false;
+    for (size_t j = 0; j < p->rule_count && !used; j++) {
+      const struct policy_rule *r = &p->rules[j];
+      used = (r->action == POLICY_ACTION_TLS ||
+              r->action == POLICY_ACTION_PERMISSIVE) &&
+             r->tls.identity == id;
+    }
+    if (used) {
+      continue;
+    }
+    SSL_CTX *scratch = SSL_CTX_new(TLS_method());
+    if (scratch == NULL) {
+      tls_diag(b, id->pos, "out of memory");
+      return -1;
+    }
+    int r = tls_load_identity(b, scratch, id);
+    SSL_CTX_free(scratch);
+    if (r < 0) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int tls_config_new(struct tls_config **out, struct policy *p,
                    const uint8_t *ticket_keys, struct policy_diag *err,
                    struct policy_diags *warnings) {
@@ -794,6 +825,9 @@ int tls_config_new(struct tls_config **out, struct policy *p,
     if (c->ctxs[i] == NULL) {
       goto fail;
     }
+  }
+  if (tls_check_unused_identities(&b) < 0) {
+    goto fail;
   }
   for (size_t i = 0; i < p->trust_count; i++) {
     X509_STORE_free(b.stores[i]);

@@ -290,6 +290,14 @@ class TestCheck(TempDirTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertRegex(r.stderr, r"^tlsshim: warning: policy ")
         self.assertTrue(r.stdout.startswith("policy OK: "))
+        # An identity no rule uses yet is checked all the same.
+        unused = ("version: 1\nidentities:\n  spare:\n    cert: certs/expired.pem\n"
+                  "    key: certs/expired.key\nrules: []\n")
+        write(self.path("unused.yaml"), unused)
+        r = tlsshim("check", self.path("unused.yaml"))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertRegex(r.stderr, r"^tlsshim: policy %s: line 4 col \d+: .*has expired"
+                         % re.escape(self.path("unused.yaml")))
 
 
 class TestPki(TempDirTest):
