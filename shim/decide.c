@@ -75,6 +75,41 @@ static const char *rule_label(const struct policy_rule *rule) {
   return rule != NULL ? rule->name : "default_action";
 }
 
+/* Applies |action| of |rule| (NULL: the default action) to the connection
+ * on |fd|: deny and plaintext are logged and end here (-EACCES, or 0 with
+ * no session); tls and permissive make a session that takes over the
+ * reference to |cfg|. |cfg| is released in every other case. */
+static int apply_action(struct tls_config *cfg, const struct policy_rule *rule,
+                        enum policy_action action, int fd, bool is_server,
+                        const char *local, const char *peer, const char *name,
+                        struct session **out) {
+  const char *direction = is_server ? "inbound" : "outbound";
+  *out = NULL;
+  if (action == POLICY_ACTION_DENY || action == POLICY_ACTION_PLAINTEXT) {
+    bool deny = action == POLICY_ACTION_DENY;
+    log_decision(deny ? POLICY_LOG_WARN : POLICY_LOG_DEBUG,
+                 deny ? "denied" : "plaintext", direction, rule_label(rule),
+                 local, peer, name, deny ? "policy action deny" : NULL);
+    tls_config_unref(cfg);
+    return deny ? -EACCES : 0;
+  }
+  struct session *s = session_new();
+  if (s == NULL) {
+    tls_config_unref(cfg);
+    return -ENOMEM;
+  }
+  s->config = cfg; /* the reference passes to the session */
+  s->rule = rule;
+  s->fd = fd;
+  s->is_server = is_server;
+  s->timeout_ms = rule->tls.handshake_timeout_ms;
+  snprintf(s->rule_name, sizeof(s->rule_name), "%s", rule->name);
+  snprintf(s->local, sizeof(s->local), "%s", local != NULL ? local : "");
+  snprintf(s->peer, sizeof(s->peer), "%s", peer);
+  *out = s;
+  return 0;
+}
+
 int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
                          struct session **out_session) {
   *out_session = NULL;
@@ -94,33 +129,14 @@ int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
   struct policy_endpoint ep = {.port = port, .name = name[0] ? name : NULL};
   memcpy(ep.addr, peer_addr, 16);
   const struct policy_rule *rule = policy_match(p, POLICY_OUTBOUND, &ep);
-  enum policy_action action = policy_action_of(p, rule);
   char peer[64];
   shim_format_endpoint(peer_addr, port, peer, sizeof(peer));
-  if (action == POLICY_ACTION_DENY) {
-    log_decision(POLICY_LOG_WARN, "denied", "outbound", rule_label(rule), NULL,
-                 peer, name, "policy action deny");
-    tls_config_unref(cfg);
-    return -EACCES;
-  }
-  if (action == POLICY_ACTION_PLAINTEXT) {
-    log_decision(POLICY_LOG_DEBUG, "plaintext", "outbound", rule_label(rule),
-                 NULL, peer, name, NULL);
-    tls_config_unref(cfg);
-    return 0;
-  }
-  struct session *s = session_new();
+  struct session *s;
+  int r = apply_action(cfg, rule, policy_action_of(p, rule), fd, false, NULL,
+                       peer, name, &s);
   if (s == NULL) {
-    tls_config_unref(cfg);
-    return -ENOMEM;
+    return r;
   }
-  s->config = cfg; /* the reference passes to the session */
-  s->rule = rule;
-  s->fd = fd;
-  s->is_server = false;
-  s->timeout_ms = rule->tls.handshake_timeout_ms;
-  snprintf(s->rule_name, sizeof(s->rule_name), "%s", rule->name);
-  snprintf(s->peer, sizeof(s->peer), "%s", peer);
   /* The verified name: server_name, else what the program resolved, else
    * the IP address (no SNI). */
   const char *verify = rule->tls.server_name;
@@ -135,7 +151,7 @@ int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
                  peer, s->name,
                  "verify_peer is false: the server is not authenticated");
   }
-  int r = session_start_tls(s, verify, ip, peer);
+  r = session_start_tls(s, verify, ip, peer);
   if (r != 0) {
     session_unref(s);
     return r;
@@ -173,35 +189,15 @@ int shim_decide_inbound(int fd, struct session **out_session) {
                                 &peer_port)) {
     shim_format_endpoint(peer_addr, peer_port, peer, sizeof(peer));
   }
-  if (action == POLICY_ACTION_DENY) {
-    log_decision(POLICY_LOG_WARN, "denied", "inbound", rule_label(rule), local,
-                 peer, NULL, "policy action deny");
-    tls_config_unref(cfg);
-    return -EACCES;
-  }
-  if (action == POLICY_ACTION_PLAINTEXT) {
-    log_decision(POLICY_LOG_DEBUG, "plaintext", "inbound", rule_label(rule),
-                 local, peer, NULL, NULL);
-    tls_config_unref(cfg);
-    return 0;
-  }
-  struct session *s = session_new();
+  struct session *s;
+  int r = apply_action(cfg, rule, action, fd, true, local, peer, NULL, &s);
   if (s == NULL) {
-    tls_config_unref(cfg);
-    return -ENOMEM;
+    return r;
   }
-  s->config = cfg;
-  s->rule = rule;
-  s->fd = fd;
-  s->is_server = true;
-  s->timeout_ms = rule->tls.handshake_timeout_ms;
-  snprintf(s->rule_name, sizeof(s->rule_name), "%s", rule->name);
-  snprintf(s->local, sizeof(s->local), "%s", local);
-  snprintf(s->peer, sizeof(s->peer), "%s", peer);
   if (action == POLICY_ACTION_PERMISSIVE) {
     s->kind = SESSION_DETECT;
   } else {
-    int r = session_start_tls(s, NULL, NULL, NULL);
+    r = session_start_tls(s, NULL, NULL, NULL);
     if (r != 0) {
       session_unref(s);
       return r;
