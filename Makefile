@@ -9,8 +9,9 @@ ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 # Run in the plain build only: they preload the sanitizer runtime into curl
 # and node, which deadlock under it (curl hangs in setlocale with libasan
-# alone, without the shim), and the fuzzers are sanitizer builds already.
-SAN_EXCLUDE := integration\.test_(real_peers|passthrough|demo|sidecar_netns|node|examples)$$|^fuzz\.|^bench\.
+# alone, without the shim), the fuzzers are sanitizer builds already, and
+# the symbol check is about the release library, not a sanitizer build.
+SAN_EXCLUDE := integration\.test_(real_peers|passthrough|demo|sidecar_netns|node|examples|symbols)$$|^fuzz\.|^bench\.
 # The threaded and event-loop tests, run again under ThreadSanitizer.
 TSAN_TESTS := integration\\.test_(io_styles|readiness)$$|^Shim|^Tls
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
