@@ -442,18 +442,15 @@ int epoll_registry_wait(int epfd, struct epoll_event *events, int max,
     if (wake >= 0 && (until < 0 || wake < until)) {
       until = wake;
     }
-    struct timespec ts, *tsp = NULL;
+    int timeout = -1;
     if (until >= 0) {
       int64_t left = n > 0 ? 0 : until - shim_now_ms();
-      if (left < 0) {
-        left = 0;
-      }
-      ts.tv_sec = left / 1000;
-      ts.tv_nsec = (left % 1000) * 1000000;
-      tsp = &ts;
+      timeout = left < 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : (int)left;
     }
     int room = max - n < KEV_MAX ? max - n : KEV_MAX;
-    int k = REAL(epoll_pwait2)(epfd, kev, room, tsp, sigmask);
+    /* epoll_pwait, not epoll_pwait2: the deadline is in milliseconds anyway,
+     * and kernels before 5.11 (and valgrind) have no epoll_pwait2. */
+    int k = REAL(epoll_pwait)(epfd, kev, room, timeout, sigmask);
     if (k < 0) {
       return n > 0 ? n : -errno;
     }

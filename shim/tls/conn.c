@@ -214,7 +214,12 @@ int tlsconn_new(struct tlsconn **out, const struct tlsconn_params *p) {
     if (name != NULL && name[0] == '\0') {
       name = NULL;
     }
-    if (SSL_get_verify_mode(c->ssl) & SSL_VERIFY_PEER) {
+    /* With peer_names the allow-list is the server's identity check (a
+     * SPIFFE certificate carries only its URI SAN); without it the name
+     * the program meant, or the address it dialled, must match. SNI is
+     * sent either way. */
+    if ((SSL_get_verify_mode(c->ssl) & SSL_VERIFY_PEER) &&
+        p->rule->tls.peer_names.count == 0) {
       X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
       X509_VERIFY_PARAM_set_hostflags(param,
                                       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
