@@ -9,6 +9,7 @@ Environment:
   TLSSHIM_BUILD_DIR    build folder (default: <source>/build)
   TLSSHIM_SOURCE_DIR   source folder (default: two levels above this file)
   TLSSHIM_TEST_PRELOAD_PREFIX  prepended to LD_PRELOAD (e.g. the ASan runtime)
+  TLSSHIM_TEST_PRELOAD_SUFFIX  appended to LD_PRELOAD (e.g. the TSan runtime)
   PLAIN=1              validation mode: run the programs WITHOUT the shim and
                        with the TLS parts off, to check programs and harness.
 """
@@ -575,8 +576,12 @@ class ShimTestCase(unittest.TestCase):
         if not PLAIN:
             if not os.path.exists(LIB):
                 raise AssertionError("the shim is not built: %s does not exist" % LIB)
+            # A sanitizer runtime goes before the shim (ASan insists on it)
+            # or after it (TSan: then the shim's hooks run outside TSan's
+            # interceptors, whose nested lock calls TSan would not see).
             pre = os.environ.get("TLSSHIM_TEST_PRELOAD_PREFIX", "")
-            e["LD_PRELOAD"] = (pre + " " + LIB).strip() if pre else LIB
+            post = os.environ.get("TLSSHIM_TEST_PRELOAD_SUFFIX", "")
+            e["LD_PRELOAD"] = " ".join(x for x in (pre, LIB, post) if x)
             e["TLSSHIM_POLICY"] = policy
             e["TLSSHIM_LOG_FILE"] = log_file
         if env:
