@@ -23,7 +23,8 @@ HOOK_EXPORT int dup(int oldfd) {
 }
 
 static int shim_dup3(int oldfd, int newfd, int flags, bool is_dup3) {
-  if (oldfd != newfd && fdtable_maybe(newfd) && fcntl(oldfd, F_GETFD) >= 0) {
+  if (oldfd != newfd && fdtable_maybe(newfd) &&
+      REAL(fcntl)(oldfd, F_GETFD) >= 0) {
     hook_release_fd(newfd); /* dup2 closes newfd: end its session first */
   }
   int fd = is_dup3 ? REAL(dup3)(oldfd, newfd, flags) : REAL(dup2)(oldfd, newfd);

@@ -103,6 +103,11 @@ static int tls_bio_read(BIO *bio, char *out, int out_len) {
     }
     c->in_off = 0;
     c->in_len = (size_t)n;
+    /* A full read means a stream is flowing: keep the buffer for the next
+     * one instead of a free and a malloc per record. A short read (a
+     * request, a reply) lets it go once drained, so idle connections hold
+     * no read buffer. */
+    c->in_keep = n == TLS_READ_AHEAD;
   }
   size_t take = c->in_len - c->in_off;
   if (take > (size_t)out_len) {
@@ -112,7 +117,11 @@ static int tls_bio_read(BIO *bio, char *out, int out_len) {
   tls_track(c, c->in + c->in_off, take);
   c->in_off += take;
   if (c->in_off == c->in_len) {
-    tls_in_release(c);
+    if (c->in_keep) {
+      c->in_off = c->in_len = 0;
+    } else {
+      tls_in_release(c);
+    }
   }
   return (int)take;
 }
@@ -122,6 +131,24 @@ static int tls_bio_write(BIO *bio, const char *in, int in_len) {
   BIO_clear_retry_flags(bio);
   if (in_len <= 0) {
     return 0;
+  }
+  int whole = in_len;
+  if (c->out_off == c->out_len && c->fd >= 0) {
+    /* Nothing queued: send the record straight from BoringSSL's buffer and
+     * keep only what the socket did not take. Errors other than a full
+     * socket are left to the flush that follows, which reports them (and
+     * raises SIGPIPE as plain TCP would, once). */
+    ssize_t n;
+    do {
+      n = REAL(send)(c->fd, in, (size_t)in_len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n == in_len) {
+      return whole;
+    }
+    if (n > 0) {
+      in += n;
+      in_len -= (int)n;
+    }
   }
   if (c->out_off > 0) {
     memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
@@ -143,7 +170,7 @@ static int tls_bio_write(BIO *bio, const char *in, int in_len) {
   }
   memcpy(c->out + c->out_len, in, (size_t)in_len);
   c->out_len += (size_t)in_len;
-  return in_len;
+  return whole;
 }
 
 static long tls_bio_ctrl(BIO *bio, int cmd, long num, void *ptr) {

@@ -64,9 +64,11 @@ struct tlsconn {
   short want;    /* POLLIN when the last operation waits for the peer */
 
   /* Read-ahead buffer: bytes received but not yet handed to BoringSSL.
-   * Allocated when a refill needs it, freed when it runs empty. */
+   * Allocated when a refill needs it; freed when it runs empty unless a
+   * stream is flowing (in_keep), and always when the socket has no more. */
   uint8_t *in;
   size_t in_off, in_len;
+  bool in_keep; /* the last refill was full: keep the buffer when drained */
   bool eof;     /* recv() returned 0 */
   int sock_err; /* errno of a failed recv()/send(), 0 if none */
 
