@@ -11,7 +11,7 @@ TSAN_BUILD ?= build-tsan
 # and node, which deadlock under it (curl hangs in setlocale with libasan
 # alone, without the shim), the fuzzers are sanitizer builds already, and
 # the symbol check is about the release library, not a sanitizer build.
-SAN_EXCLUDE := integration\.test_(real_peers|passthrough|demo|sidecar_netns|node|examples|symbols)$$|^fuzz\.|^bench\.
+SAN_EXCLUDE := integration\.test_(real_peers|passthrough|demo|sidecar_netns|node|examples|examples_traffic|valgrind|symbols)$$|^fuzz\.|^bench\.
 # The threaded and event-loop tests, run again under ThreadSanitizer.
 TSAN_TESTS := integration\.test_(io_styles|readiness)$$|^Shim|^Tls
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
