@@ -1,6 +1,7 @@
 // harness_test.cc: the shared test harness of tls_test (test PKI, policies,
-// handshake driver) and the policy fallbacks it needs. Named *_test.cc so the
-// tests' glob builds it into the binary.
+// handshake driver). Named *_test.cc so the tests' glob builds it into the
+// binary. Policies are built by hand (MakePolicy) and freed by the policy
+// module's own policy_free.
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -17,68 +18,6 @@
 
 #include "shim/tls/internal.h"
 #include "tls/helpers.h"
-
-// Fallbacks for the two policy functions the TLS layer calls, so these tests
-// do not depend on the policy module's progress. Weak: the real ones win
-// whenever they are linked in.
-extern "C" {
-__attribute__((weak)) void policy_diag_set(struct policy_diag *d,
-                                           const char *file, int line, int col,
-                                           const char *fmt, ...) {
-  memset(d, 0, sizeof(*d));
-  snprintf(d->file, sizeof(d->file), "%s", file != nullptr ? file : "");
-  d->line = line;
-  d->col = col;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(d->message, sizeof(d->message), fmt, ap);
-  va_end(ap);
-}
-
-static void FreeStrings(struct policy_strings *s) {
-  for (size_t i = 0; i < s->count; i++) {
-    free(s->items[i]);
-  }
-  free(s->items);
-  free(s->pos);
-}
-
-__attribute__((weak)) void policy_free(struct policy *p) {
-  if (p == nullptr) {
-    return;
-  }
-  for (size_t i = 0; i < p->identity_count; i++) {
-    free(p->identities[i].name);
-    free(p->identities[i].cert);
-    free(p->identities[i].key);
-    free(p->identities[i].ocsp_staple);
-  }
-  free(p->identities);
-  for (size_t i = 0; i < p->trust_count; i++) {
-    free(p->trusts[i].name);
-    free(p->trusts[i].ca);
-    free(p->trusts[i].crl);
-  }
-  free(p->trusts);
-  for (size_t i = 0; i < p->rule_count; i++) {
-    struct policy_rule *r = &p->rules[i];
-    free(r->name);
-    free(r->addresses);
-    FreeStrings(&r->names);
-    free(r->ports);
-    FreeStrings(&r->tls.ciphers);
-    FreeStrings(&r->tls.groups);
-    FreeStrings(&r->tls.peer_names);
-    FreeStrings(&r->tls.alpn);
-    free(r->tls.server_name);
-  }
-  free(p->rules);
-  free(p->log.file);
-  free(p->path);
-  free(p->dir);
-  free(p);
-}
-}  // extern "C"
 
 namespace tlstest {
 namespace {
