@@ -18,7 +18,7 @@ packages=(
   clang lld libclang-rt-14-dev
   dpkg-dev xz-utils
   openssl curl socat stunnel4 tcpdump iproute2 python3 strace procps
-  util-linux valgrind
+  util-linux valgrind sslscan
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
