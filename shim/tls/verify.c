@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <openssl/err.h>
 #include <openssl/obj.h>
@@ -160,27 +159,6 @@ void tls_cert_identity(X509 *x, char *buf, size_t buf_len) {
   }
 }
 
-/* tls_dns_match matches a DNS name against a pattern that may start with
- * "*." (one label). Case-insensitive, trailing dots ignored. */
-static bool tls_dns_match(const char *pattern, const char *name) {
-  size_t pl = strlen(pattern), nl = strlen(name);
-  if (pl > 0 && pattern[pl - 1] == '.') {
-    pl--;
-  }
-  if (nl > 0 && name[nl - 1] == '.') {
-    nl--;
-  }
-  if (pl >= 2 && pattern[0] == '*' && pattern[1] == '.') {
-    const char *dot = memchr(name, '.', nl);
-    if (dot == NULL || dot == name) {
-      return false;
-    }
-    size_t rest = nl - (size_t)(dot - name);
-    return rest == pl - 1 && strncasecmp(dot, pattern + 1, rest) == 0;
-  }
-  return pl == nl && strncasecmp(pattern, name, nl) == 0;
-}
-
 static bool tls_ip_equal(const char *text, const ASN1_OCTET_STRING *ip) {
   uint8_t a[16];
   int n = ASN1_STRING_length(ip);
@@ -210,9 +188,9 @@ static bool tls_peer_allowed(const struct policy_strings *allow, X509 *x) {
       switch (g->type) {
       case GEN_DNS:
         tls_gen_text(g, text, sizeof(text));
-        ok = text[0] != '\0' && (tls_dns_match(p, text) ||
+        ok = text[0] != '\0' && (policy_name_matches(p, text) ||
                                  (text[0] == '*' && strchr(p, '*') == NULL &&
-                                  tls_dns_match(text, p)));
+                                  policy_name_matches(text, p)));
         break;
       case GEN_URI:
         tls_gen_text(g, text, sizeof(text));
@@ -231,7 +209,7 @@ static bool tls_peer_allowed(const struct policy_strings *allow, X509 *x) {
     char cn[256];
     if (tls_cn(x, cn, sizeof(cn))) {
       for (size_t j = 0; j < allow->count && !ok; j++) {
-        ok = tls_dns_match(allow->items[j], cn);
+        ok = policy_name_matches(allow->items[j], cn);
       }
     }
   }
