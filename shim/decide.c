@@ -184,7 +184,10 @@ int shim_decide_inbound(int fd, struct session **out_session) {
   enum policy_action action = policy_action_of(p, rule);
   char local[64], peer[64] = "";
   shim_format_endpoint(local_addr, local_port, local, sizeof(local));
-  if (getpeername(fd, (struct sockaddr *)&peer_sa, &plen) == 0 &&
+  /* The peer's address is only for logs and sessions: an unselected
+   * connection costs no extra system call unless debug logging wants it. */
+  if ((action != POLICY_ACTION_PLAINTEXT || log_enabled(POLICY_LOG_DEBUG)) &&
+      getpeername(fd, (struct sockaddr *)&peer_sa, &plen) == 0 &&
       shim_sockaddr_to_endpoint((struct sockaddr *)&peer_sa, plen, peer_addr,
                                 &peer_port)) {
     shim_format_endpoint(peer_addr, peer_port, peer, sizeof(peer));
