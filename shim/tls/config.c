@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -198,7 +199,35 @@ struct tls_build {
   struct policy_diag *err;
   struct policy_diags *warnings;
   X509_STORE **stores; /* one per trust, shared by the rules using it */
+  int64_t crl_from, crl_until; /* time(NULL) range where every CRL is current */
 };
+
+/* tls_note_crl narrows the range in which every CRL of the config is
+ * current: a remembered verification (verify.c) is not used outside it. */
+static void tls_note_crl(struct tls_build *b, const X509_CRL *crl) {
+  int64_t now = (int64_t)time(NULL);
+  int days = 0, secs = 0;
+  const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
+  const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+  if (last == NULL || !ASN1_TIME_diff(&days, &secs, NULL, last)) {
+    b->crl_until = INT64_MIN; /* unreadable: never remember */
+    return;
+  }
+  int64_t at = now + (int64_t)days * 86400 + secs;
+  if (at > b->crl_from) {
+    b->crl_from = at;
+  }
+  if (next != NULL) {
+    if (!ASN1_TIME_diff(&days, &secs, NULL, next)) {
+      b->crl_until = INT64_MIN;
+      return;
+    }
+    at = now + (int64_t)days * 86400 + secs;
+    if (at < b->crl_until) {
+      b->crl_until = at;
+    }
+  }
+}
 
 /* tls_short_path names |path| relative to the policy folder when it lies
  * inside it, as the user wrote it. */
@@ -468,6 +497,7 @@ static X509_STORE *tls_trust_store(struct tls_build *b,
           break;
         }
         if (X509_STORE_add_crl(store, crl)) {
+          tls_note_crl(b, crl);
           n++;
         }
         X509_CRL_free(crl);
@@ -754,6 +784,7 @@ static void tls_config_free(struct tls_config *c) {
   }
   free(c->cache);
   pthread_mutex_destroy(&c->cache_lock);
+  pthread_mutex_destroy(&c->verified_lock);
 }
 
 /* tls_check_unused_identities checks the identities no TLS rule uses as
@@ -792,7 +823,11 @@ int tls_config_new(struct tls_config **out, struct policy *p,
                    struct policy_diags *warnings) {
   tls_global_init();
   *out = NULL;
-  struct tls_build b = {.p = p, .err = err, .warnings = warnings};
+  struct tls_build b = {.p = p,
+                        .err = err,
+                        .warnings = warnings,
+                        .crl_from = INT64_MIN,
+                        .crl_until = INT64_MAX};
   struct tls_config *c = calloc(1, sizeof(*c));
   if (c == NULL) {
     tls_diag(&b, (struct policy_pos){0, 0}, "out of memory");
@@ -801,6 +836,7 @@ int tls_config_new(struct tls_config **out, struct policy *p,
   c->refs = 1;
   c->policy = p;
   pthread_mutex_init(&c->cache_lock, NULL);
+  pthread_mutex_init(&c->verified_lock, NULL);
   c->ctxs = calloc(p->rule_count > 0 ? p->rule_count : 1, sizeof(SSL_CTX *));
   c->cache = calloc(TLS_SESSION_CACHE_MAX, sizeof(*c->cache));
   b.stores =
@@ -829,6 +865,8 @@ int tls_config_new(struct tls_config **out, struct policy *p,
   if (tls_check_unused_identities(&b) < 0) {
     goto fail;
   }
+  c->crl_from = b.crl_from;
+  c->crl_until = b.crl_until;
   for (size_t i = 0; i < p->trust_count; i++) {
     X509_STORE_free(b.stores[i]);
   }

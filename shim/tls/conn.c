@@ -629,6 +629,7 @@ void tlsconn_get_info(const struct tlsconn *c, struct tlsconn_info *out) {
     }
     out->peer_verified = (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0 &&
                          (c->peer_verified || out->resumed);
+    out->verify_cached = c->verify_cached;
     X509_free(peer);
   }
   ERR_clear_error();

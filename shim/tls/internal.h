@@ -24,6 +24,19 @@ extern "C" {
 /* Bound of the client session cache of one config. */
 #define TLS_SESSION_CACHE_MAX 256
 
+/* Bound of the verified-chain cache of one config, and how long an entry
+ * lives at most. */
+#define TLS_VERIFIED_MAX 64
+#define TLS_VERIFIED_TTL 60
+
+/* A peer chain that verified (verify.c): the SHA-256 of the rule, the name
+ * checked and the chain's bytes, and the time it may be trusted again. */
+struct tls_verified {
+  uint8_t key[32];
+  int64_t mono_until;           /* CLOCK_MONOTONIC seconds */
+  int64_t wall_from, wall_until; /* time(NULL) within every validity period */
+};
+
 /* One client session remembered for resumption. */
 struct tls_cached_session {
   char *key; /* "rule index|name|peer" */
@@ -42,6 +55,13 @@ struct tls_config {
   struct tls_cached_session *cache;
   size_t cache_count;
   uint64_t cache_stamp;
+
+  /* Chains that verified; |verified_lock| guards the two fields. */
+  pthread_mutex_t verified_lock;
+  struct tls_verified verified[TLS_VERIFIED_MAX];
+  size_t verified_next; /* the slot the next entry replaces */
+  /* time(NULL) range in which every CRL of the config is current. */
+  int64_t crl_from, crl_until;
 };
 
 /* What a client offered, recorded from its ClientHello on the server side so
@@ -87,6 +107,7 @@ struct tlsconn {
   bool shutdown_sent;
 
   bool peer_verified;
+  bool verify_cached; /* the chain verified earlier: not checked again */
   char *verify_name; /* outbound: the name or IP checked, for messages */
   bool verify_is_ip;
   char *session_key; /* client session cache key, NULL: no resumption */
@@ -105,6 +126,12 @@ void tls_conn_set_error(struct tlsconn *c, const char *fmt, ...)
 /* tls_cert_verify is the certificate verification callback of every
  * context (SSL_CTX_set_cert_verify_callback). */
 int tls_cert_verify(X509_STORE_CTX *store_ctx, void *arg);
+
+/* tls_validity_window sets [*from, *until) to the time(NULL) range, around
+ * |now|, in which every certificate of |chain| is valid; false if a date
+ * cannot be read or the chain is empty. */
+bool tls_validity_window(STACK_OF(X509) *chain, int64_t now, int64_t *from,
+                         int64_t *until);
 
 /* tls_select_cert records the client's offers
  * (SSL_CTX_set_select_certificate_cb). */

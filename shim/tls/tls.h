@@ -167,6 +167,7 @@ struct tlsconn_info {
   char peer_subject[256];  /* one-line subject, "" if none */
   bool resumed;
   bool peer_verified; /* a peer certificate was presented and verified */
+  bool verify_cached; /* its chain had verified moments before: not re-checked */
 };
 
 void tlsconn_get_info(const struct tlsconn *c, struct tlsconn_info *out);
