@@ -136,6 +136,11 @@ int session_handshake_blocking(struct session *s, int fd);
 /* session_shutdown_write sends close_notify (shutdown SHUT_WR). */
 int session_shutdown_write(struct session *s, int fd);
 
+/* session_tcp_connected ends the TCP part of a blocking connect once the
+ * socket polled writable: 0, or the connect's errno (the session has
+ * failed). The handshake deadline starts here. */
+int session_tcp_connected(struct session *s, int fd);
+
 /* session_so_error answers getsockopt(SO_ERROR) for a session: the
  * connect/handshake error once, else 0. Drives a non-blocking handshake. */
 int session_so_error(struct session *s, int fd);

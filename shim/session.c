@@ -605,6 +605,29 @@ int session_shutdown_write(struct session *s, int fd) {
   return r == -EAGAIN ? 0 : r;
 }
 
+/* The TCP connect of |s| finished (the socket polled writable): its
+ * result, and the handshake clock starts. Caller holds lock. */
+static int tcp_connect_done(struct session *s, int fd) {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  REAL(getsockopt)(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  s->connecting = false;
+  if (err != 0) {
+    s->error = -err;
+    s->failure_logged = true; /* a TCP error, as without the shim */
+    return err;
+  }
+  s->deadline_ms = shim_now_ms() + s->timeout_ms;
+  return 0;
+}
+
+int session_tcp_connected(struct session *s, int fd) {
+  pthread_mutex_lock(&s->lock);
+  int err = s->connecting ? tcp_connect_done(s, fd) : 0;
+  pthread_mutex_unlock(&s->lock);
+  return err;
+}
+
 /* Non-blocking progress of an outbound connect: the TCP part, then the
  * handshake. Caller holds lock. */
 static void connect_progress(struct session *s, int fd) {
@@ -613,16 +636,7 @@ static void connect_progress(struct session *s, int fd) {
     if (REAL(poll)(&p, 1, 0) <= 0) {
       return;
     }
-    int err = 0;
-    socklen_t len = sizeof(err);
-    REAL(getsockopt)(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    s->connecting = false;
-    if (err != 0) {
-      s->error = -err;
-      s->failure_logged = true; /* a TCP error, as without the shim */
-      return;
-    }
-    s->deadline_ms = shim_now_ms() + s->timeout_ms;
+    (void)tcp_connect_done(s, fd);
   }
 }
 

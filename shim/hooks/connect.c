@@ -61,7 +61,7 @@ static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
     session_unref(s);
     return w < 0 ? w : -EINPROGRESS;
   }
-  int err = session_so_error(s, fd);
+  int err = session_tcp_connected(s, fd);
   if (err != 0) {
     /* TCP failed: the socket is plain again, as it would be. */
     struct session *taken = fdtable_take(fd);

@@ -140,7 +140,8 @@ static int tls_bio_write(BIO *bio, const char *in, int in_len) {
      * raises SIGPIPE as plain TCP would, once). */
     ssize_t n;
     do {
-      n = REAL(send)(c->fd, in, (size_t)in_len, MSG_NOSIGNAL);
+      n = REAL(send)(c->fd, in, (size_t)in_len,
+                     MSG_NOSIGNAL | (c->fin_follows ? MSG_MORE : 0));
     } while (n < 0 && errno == EINTR);
     if (n == in_len) {
       return whole;
@@ -329,7 +330,8 @@ void tlsconn_free(struct tlsconn *c) {
 static int tls_flush(struct tlsconn *c) {
   while (c->out_off < c->out_len) {
     ssize_t n = REAL(send)(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                           c->nosignal ? MSG_NOSIGNAL : 0);
+                           (c->nosignal ? MSG_NOSIGNAL : 0) |
+                               (c->fin_follows ? MSG_MORE : 0));
     if (n < 0) {
       if (errno == EINTR) {
         continue;
@@ -515,6 +517,7 @@ int tlsconn_shutdown(struct tlsconn *c) {
     return 0;
   }
   c->nosignal = true;
+  c->fin_follows = true;
   if (!c->shutdown_sent) {
     c->shutdown_sent = true;
     ERR_clear_error();

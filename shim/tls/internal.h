@@ -104,6 +104,7 @@ struct tlsconn {
   uint8_t *out;
   size_t out_off, out_len, out_cap;
   bool nosignal; /* flush with MSG_NOSIGNAL (close_notify, failure alerts) */
+  bool fin_follows; /* close_notify: the FIN follows at once, send with it */
   bool shutdown_sent;
 
   bool peer_verified;

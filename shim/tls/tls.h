@@ -125,7 +125,11 @@ ssize_t tlsconn_write(struct tlsconn *c, const void *buf, size_t len);
 int tlsconn_flush(struct tlsconn *c);
 
 /* tlsconn_shutdown queues a close_notify and tries to flush it without
- * blocking. Returns 0 or -errno (-EAGAIN: queued, not yet sent). */
+ * blocking. Returns 0 or -errno (-EAGAIN: queued, not yet sent). The caller
+ * ends the stream right after (close, shutdown): the alert is sent with
+ * MSG_MORE so that the kernel puts it in one segment with the FIN (a FIN
+ * that never comes, as when another process still holds the socket,
+ * delays it by at most the kernel's 200 ms cork limit). */
 int tlsconn_shutdown(struct tlsconn *c);
 
 /* tlsconn_pending returns how many plaintext bytes can be read now without
