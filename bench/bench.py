@@ -587,7 +587,8 @@ def build_report(b, cases, passthrough, results, ceiling, startup, started, elap
     L.append("## Machine and settings\n")
     L.append(f"- machine: {os.cpu_count()} CPUs (nproc), {cpu}, Linux {platform.release()}")
     L.append(f"- repetitions: {a.reps} (medians shown), interleaved plain, shim, stunnel "
-             f"per measurement; {b.secs:g} s per stream/rr/crr run")
+             f"per measurement (passthrough: {1 if a.quick else 2} plain/passthrough pairs "
+             f"per repetition); {b.secs:g} s per stream/rr/crr run")
     L.append("- pinning: server side (loadgen server, server-mode stunnel) on CPU 1, client "
              "side (loadgen client, client-mode stunnel) on CPU 0 (sched_setaffinity, as "
              "`taskset -c`); \"same core\" rows put both on CPU 0")
@@ -789,7 +790,9 @@ def main():
             if "passthrough" in groups:
                 pt_modes = [m for m in ("plain", "passthrough")
                             if m == "plain" or "shim" in modes]
-                todo += [(c, pt_modes) for c in passthrough]
+                # Its target (2%) is inside the machine's run-to-run noise
+                # (about 3%): twice the samples, still interleaved.
+                todo += [(c, pt_modes) for c in passthrough] * (1 if args.quick else 2)
             for case, case_modes in todo:
                 for mode in case_modes:
                     key = (case["id"], mode)
