@@ -16,6 +16,8 @@
 
 #include "tls/helpers.h"
 
+using tlstest::ClientSpec;
+using tlstest::Config;
 using tlstest::Handshake;
 using tlstest::MakeConfig;
 using tlstest::MakePair;
@@ -23,28 +25,9 @@ using tlstest::OverrideIdentity;
 using tlstest::Pair;
 using tlstest::ReadSome;
 using tlstest::RuleSpec;
+using tlstest::ServerSpec;
 
 namespace {
-
-struct ConfigDeleter {
-  void operator()(struct tls_config *c) const { tls_config_unref(c); }
-};
-using Config = std::unique_ptr<struct tls_config, ConfigDeleter>;
-
-RuleSpec ServerSpec() {
-  RuleSpec s;
-  s.inbound = true;
-  s.identity = "server";
-  s.ca = "ca";
-  return s;
-}
-
-RuleSpec ClientSpec() {
-  RuleSpec s;
-  s.inbound = false;
-  s.ca = "ca";
-  return s;
-}
 
 struct tlsconn_info Info(struct tlsconn *c) {
   struct tlsconn_info info;

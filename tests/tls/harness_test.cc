@@ -83,6 +83,21 @@ const std::string &CertDir() {
   return pki;
 }
 
+RuleSpec ServerSpec() {
+  RuleSpec s;
+  s.inbound = true;
+  s.identity = "server";
+  s.ca = "ca";
+  return s;
+}
+
+RuleSpec ClientSpec() {
+  RuleSpec s;
+  s.inbound = false;
+  s.ca = "ca";
+  return s;
+}
+
 struct policy *MakePolicy(const RuleSpec &spec) {
   const std::string &dir = CertDir();
   auto *p = static_cast<struct policy *>(calloc(1, sizeof(struct policy)));

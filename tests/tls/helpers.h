@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ struct RuleSpec {
   bool allow_keylog = false;  // the policy's debug.allow_keylog
 };
 
+// ServerSpec: an inbound rule presenting "server", trusting "ca".
+// ClientSpec: an outbound rule trusting "ca".
+RuleSpec ServerSpec();
+RuleSpec ClientSpec();
+
 // MakePolicy builds a one-rule policy with malloc'd fields, as the loader
 // would (policy_free releases it). Item i of a list sits at line 10 + i,
 // column 7.
@@ -43,6 +49,12 @@ struct policy *MakePolicy(const RuleSpec &spec);
 // MakeConfig builds a config from |spec| and fails the test if it cannot.
 struct tls_config *MakeConfig(const RuleSpec &spec,
                               const uint8_t *ticket_keys = nullptr);
+
+// Config owns a config (tls_config_unref on destruction).
+struct ConfigDeleter {
+  void operator()(struct tls_config *c) const { tls_config_unref(c); }
+};
+using Config = std::unique_ptr<struct tls_config, ConfigDeleter>;
 
 // A client and a server connection over a non-blocking socketpair.
 struct Pair {

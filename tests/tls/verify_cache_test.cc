@@ -17,33 +17,21 @@
 #include "tls/helpers.h"
 
 using tlstest::CertDir;
+using tlstest::Config;
 using tlstest::Handshake;
 using tlstest::MakeConfig;
 using tlstest::MakePair;
 using tlstest::OverrideIdentity;
 using tlstest::Pair;
 using tlstest::RuleSpec;
+using tlstest::ServerSpec;
 
 namespace {
 
-struct ConfigDeleter {
-  void operator()(struct tls_config *c) const { tls_config_unref(c); }
-};
-using Config = std::unique_ptr<struct tls_config, ConfigDeleter>;
-
-RuleSpec ServerSpec() {
-  RuleSpec s;
-  s.inbound = true;
-  s.identity = "server";
-  s.ca = "ca";
-  return s;
-}
-
+// Every handshake of these clients is a full one and verifies a chain.
 RuleSpec ClientSpec() {
-  RuleSpec s;
-  s.inbound = false;
-  s.ca = "ca";
-  s.session_resumption = false;  // every handshake verifies a chain
+  RuleSpec s = tlstest::ClientSpec();
+  s.session_resumption = false;
   return s;
 }
 
