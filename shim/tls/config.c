@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -205,27 +204,18 @@ struct tls_build {
 /* tls_note_crl narrows the range in which every CRL of the config is
  * current: a remembered verification (verify.c) is not used outside it. */
 static void tls_note_crl(struct tls_build *b, const X509_CRL *crl) {
-  int64_t now = (int64_t)time(NULL);
-  int days = 0, secs = 0;
-  const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
   const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
-  if (last == NULL || !ASN1_TIME_diff(&days, &secs, NULL, last)) {
+  int64_t last_at, next_at;
+  if (!tls_asn1_time_unix(X509_CRL_get0_lastUpdate(crl), &last_at) ||
+      (next != NULL && !tls_asn1_time_unix(next, &next_at))) {
     b->crl_until = INT64_MIN; /* unreadable: never remember */
     return;
   }
-  int64_t at = now + (int64_t)days * 86400 + secs;
-  if (at > b->crl_from) {
-    b->crl_from = at;
+  if (last_at > b->crl_from) {
+    b->crl_from = last_at;
   }
-  if (next != NULL) {
-    if (!ASN1_TIME_diff(&days, &secs, NULL, next)) {
-      b->crl_until = INT64_MIN;
-      return;
-    }
-    at = now + (int64_t)days * 86400 + secs;
-    if (at < b->crl_until) {
-      b->crl_until = at;
-    }
+  if (next != NULL && next_at < b->crl_until) {
+    b->crl_until = next_at;
   }
 }
 

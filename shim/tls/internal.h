@@ -128,11 +128,13 @@ void tls_conn_set_error(struct tlsconn *c, const char *fmt, ...)
  * context (SSL_CTX_set_cert_verify_callback). */
 int tls_cert_verify(X509_STORE_CTX *store_ctx, void *arg);
 
-/* tls_validity_window sets [*from, *until) to the time(NULL) range, around
- * |now|, in which every certificate of |chain| is valid; false if a date
- * cannot be read or the chain is empty. */
-bool tls_validity_window(STACK_OF(X509) *chain, int64_t now, int64_t *from,
-                         int64_t *until);
+/* tls_asn1_time_unix converts |t| to seconds since the epoch. */
+bool tls_asn1_time_unix(const ASN1_TIME *t, int64_t *out);
+
+/* tls_validity_window sets [*from, *until) to the time(NULL) range in which
+ * every certificate of |chain| is valid; false if a date cannot be read or
+ * the chain is empty. */
+bool tls_validity_window(STACK_OF(X509) *chain, int64_t *from, int64_t *until);
 
 /* tls_select_cert records the client's offers
  * (SSL_CTX_set_select_certificate_cb). */

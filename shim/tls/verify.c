@@ -351,17 +351,18 @@ static bool tls_verified_lookup(struct tls_config *cfg, const uint8_t key[32]) {
   return hit;
 }
 
-/* tls_seconds_until returns |t| - now in seconds. */
-static bool tls_seconds_until(const ASN1_TIME *t, int64_t *out) {
+bool tls_asn1_time_unix(const ASN1_TIME *t, int64_t *out) {
+  ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
   int days = 0, secs = 0;
-  if (t == NULL || !ASN1_TIME_diff(&days, &secs, NULL, t)) {
-    return false;
+  bool ok = epoch != NULL && t != NULL && ASN1_TIME_diff(&days, &secs, epoch, t);
+  ASN1_TIME_free(epoch);
+  if (ok) {
+    *out = (int64_t)days * 86400 + secs;
   }
-  *out = (int64_t)days * 86400 + secs;
-  return true;
+  return ok;
 }
 
-bool tls_validity_window(STACK_OF(X509) *chain, int64_t now, int64_t *from,
+bool tls_validity_window(STACK_OF(X509) *chain, int64_t *from,
                          int64_t *until) {
   *from = INT64_MIN;
   *until = INT64_MAX;
@@ -369,15 +370,15 @@ bool tls_validity_window(STACK_OF(X509) *chain, int64_t now, int64_t *from,
   for (size_t i = 0; i < n; i++) {
     X509 *x = sk_X509_value(chain, i);
     int64_t nb, na;
-    if (!tls_seconds_until(X509_get0_notBefore(x), &nb) ||
-        !tls_seconds_until(X509_get0_notAfter(x), &na)) {
+    if (!tls_asn1_time_unix(X509_get0_notBefore(x), &nb) ||
+        !tls_asn1_time_unix(X509_get0_notAfter(x), &na)) {
       return false;
     }
-    if (now + nb > *from) {
-      *from = now + nb;
+    if (nb > *from) {
+      *from = nb;
     }
-    if (now + na < *until) {
-      *until = now + na;
+    if (na < *until) {
+      *until = na;
     }
   }
   return n > 0;
@@ -385,11 +386,10 @@ bool tls_validity_window(STACK_OF(X509) *chain, int64_t now, int64_t *from,
 
 static void tls_verified_store(struct tls_config *cfg, const uint8_t key[32],
                                X509_STORE_CTX *sctx) {
-  int64_t wall = (int64_t)time(NULL);
   struct tls_verified v;
   memcpy(v.key, key, 32);
   v.mono_until = tls_mono_now() + TLS_VERIFIED_TTL;
-  if (!tls_validity_window(X509_STORE_CTX_get0_chain(sctx), wall, &v.wall_from,
+  if (!tls_validity_window(X509_STORE_CTX_get0_chain(sctx), &v.wall_from,
                            &v.wall_until)) {
     return;
   }

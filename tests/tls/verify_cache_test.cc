@@ -190,27 +190,23 @@ TEST(TlsVerifyCache, EntriesEndWithTheirLifetime) {
 }
 
 TEST(TlsVerifyCache, ValidityWindowIsTheIntersectionOfTheChain) {
-  int64_t now = time(nullptr), from = 0, until = 0;
+  int64_t from = 0, until = 0;
   for (const char *base : {"expiring", "expired"}) {
     X509 *leaf = ReadCert(base), *ca = ReadCert("ca");
     ASSERT_NE(nullptr, leaf);
     ASSERT_NE(nullptr, ca);
-    // Expected: the latest start and the earliest end of the two.
+    // Expected: the latest start and the earliest end of the two (dates
+    // read with tls_asn1_time_unix, checked on its own below).
     int64_t starts[2], ends[2];
     X509 *both[2] = {leaf, ca};
     for (int i = 0; i < 2; i++) {
-      int days = 0, secs = 0;
-      ASSERT_TRUE(ASN1_TIME_diff(&days, &secs, nullptr,
-                                 X509_get0_notBefore(both[i])));
-      starts[i] = now + int64_t{days} * 86400 + secs;
-      ASSERT_TRUE(ASN1_TIME_diff(&days, &secs, nullptr,
-                                 X509_get0_notAfter(both[i])));
-      ends[i] = now + int64_t{days} * 86400 + secs;
+      ASSERT_TRUE(tls_asn1_time_unix(X509_get0_notBefore(both[i]), &starts[i]));
+      ASSERT_TRUE(tls_asn1_time_unix(X509_get0_notAfter(both[i]), &ends[i]));
     }
     STACK_OF(X509) *chain = sk_X509_new_null();
     sk_X509_push(chain, leaf);
     sk_X509_push(chain, ca);
-    ASSERT_TRUE(tls_validity_window(chain, now, &from, &until)) << base;
+    ASSERT_TRUE(tls_validity_window(chain, &from, &until)) << base;
     EXPECT_EQ(std::max(starts[0], starts[1]), from) << base;
     EXPECT_EQ(std::min(ends[0], ends[1]), until) << base;
     sk_X509_pop_free(chain, X509_free);
@@ -218,7 +214,28 @@ TEST(TlsVerifyCache, ValidityWindowIsTheIntersectionOfTheChain) {
   // expired.pem ended 2021-01-01, before the test CA began: an empty window.
   EXPECT_EQ(1609459200, until);
   EXPECT_GT(from, until);
-  EXPECT_FALSE(tls_validity_window(nullptr, now, &from, &until));
+  EXPECT_FALSE(tls_validity_window(nullptr, &from, &until));
+}
+
+TEST(TlsVerifyCache, Asn1TimesAreReadExactly) {
+  struct {
+    const char *text;
+    int64_t unix_time;
+  } cases[] = {
+      {"20200101000000Z", 1577836800},  // GeneralizedTime
+      {"210101000000Z", 1609459200},    // UTCTime
+      {"20991231235959Z", 4102444799},
+  };
+  for (const auto &tc : cases) {
+    ASN1_TIME *t = ASN1_TIME_new();
+    ASSERT_TRUE(ASN1_TIME_set_string(t, tc.text)) << tc.text;
+    int64_t got = 0;
+    EXPECT_TRUE(tls_asn1_time_unix(t, &got)) << tc.text;
+    EXPECT_EQ(tc.unix_time, got) << tc.text;
+    ASN1_TIME_free(t);
+  }
+  int64_t got = 0;
+  EXPECT_FALSE(tls_asn1_time_unix(nullptr, &got));
 }
 
 TEST(TlsVerifyCache, CrlsBoundTheEntries) {
@@ -235,17 +252,14 @@ TEST(TlsVerifyCache, CrlsBoundTheEntries) {
   X509_CRL *crl = PEM_read_X509_CRL(f, nullptr, nullptr, nullptr);
   fclose(f);
   ASSERT_NE(nullptr, crl);
-  int days = 0, secs = 0;
-  int64_t now = time(nullptr);
-  ASSERT_TRUE(
-      ASN1_TIME_diff(&days, &secs, nullptr, X509_CRL_get0_nextUpdate(crl)));
-  int64_t next = now + int64_t{days} * 86400 + secs;
-  EXPECT_NEAR(static_cast<double>(next), static_cast<double>(cli->crl_until),
-              2);
-  ASSERT_TRUE(
-      ASN1_TIME_diff(&days, &secs, nullptr, X509_CRL_get0_lastUpdate(crl)));
-  int64_t last = now + int64_t{days} * 86400 + secs;
-  EXPECT_NEAR(static_cast<double>(last), static_cast<double>(cli->crl_from), 2);
+  int64_t next = 0, last = 0;
+  ASSERT_TRUE(tls_asn1_time_unix(X509_CRL_get0_nextUpdate(crl), &next));
+  ASSERT_TRUE(tls_asn1_time_unix(X509_CRL_get0_lastUpdate(crl), &last));
+  EXPECT_EQ(next, cli->crl_until);
+  EXPECT_EQ(last, cli->crl_from);
+  // Both lie around now (the test PKI is made per run, valid 3650 days).
+  EXPECT_LE(last, time(nullptr) + 5);
+  EXPECT_GT(next, time(nullptr) + 3000 * 86400LL);
   X509_CRL_free(crl);
 
   // An entry made under CRLs ends when the first of them does.
