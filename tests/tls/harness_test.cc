@@ -246,6 +246,14 @@ void Handshake(Pair *p) {
   ADD_FAILURE() << "handshake did not finish in 5 s";
 }
 
+std::string ServerRefusal(struct tls_config *cli, struct tls_config *srv) {
+  Pair p;
+  MakePair(&p, cli, srv);
+  Handshake(&p);
+  EXPECT_EQ(-EPROTO, p.server_rc);
+  return tlsconn_error(p.server);
+}
+
 std::string ReadSome(struct tlsconn *c, int fd, size_t want, ssize_t *rc) {
   std::string out;
   char buf[16384];

@@ -74,6 +74,10 @@ void MakePair(Pair *p, struct tls_config *cli, struct tls_config *srv,
 // one is stuck; results land in client_rc/server_rc. Bounded by 5 s.
 void Handshake(Pair *p);
 
+// ServerRefusal handshakes |cli| with |srv| (first rule of each), expects
+// the server to refuse with EPROTO and returns its reason.
+std::string ServerRefusal(struct tls_config *cli, struct tls_config *srv);
+
 // ReadSome reads from |c| (polling |fd|) until |want| bytes or EOF/error.
 // Returns the bytes read; |*rc| gets the last return code.
 std::string ReadSome(struct tlsconn *c, int fd, size_t want, ssize_t *rc);
