@@ -450,14 +450,9 @@ static ssize_t tls_read_result(struct tlsconn *c, int ret) {
 }
 
 ssize_t tlsconn_read(struct tlsconn *c, void *buf, size_t len, bool peek) {
-  if (c->state == TLSCONN_FAILED) {
-    return c->fail_code;
-  }
-  if (c->state == TLSCONN_HANDSHAKING) {
-    int r = tlsconn_handshake(c);
-    if (r < 0) {
-      return r;
-    }
+  int r = tlsconn_handshake(c); /* the failure, or 0 once established */
+  if (r < 0) {
+    return r;
   }
   if (c->state == TLSCONN_CLOSED || len == 0) {
     return 0;
@@ -475,16 +470,11 @@ ssize_t tlsconn_read(struct tlsconn *c, void *buf, size_t len, bool peek) {
 }
 
 ssize_t tlsconn_write(struct tlsconn *c, const void *buf, size_t len) {
-  if (c->state == TLSCONN_FAILED) {
-    return c->fail_code;
+  int r = tlsconn_handshake(c); /* the failure, or 0 once established */
+  if (r < 0) {
+    return r;
   }
-  if (c->state == TLSCONN_HANDSHAKING) {
-    int r = tlsconn_handshake(c);
-    if (r < 0) {
-      return r;
-    }
-  }
-  int r = tls_flush(c);
+  r = tls_flush(c);
   if (r == -EAGAIN) {
     return -EAGAIN;
   }
