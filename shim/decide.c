@@ -49,12 +49,12 @@ void shim_format_endpoint(const uint8_t addr[16], uint16_t port, char *out,
 static bool is_tcp_socket(int fd) {
   int type = 0, proto = 0;
   socklen_t len = sizeof(type);
-  if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+  if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
       type != SOCK_STREAM) {
     return false;
   }
   len = sizeof(proto);
-  if (REAL(getsockopt)(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0) {
+  if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0) {
     return false;
   }
   return proto == IPPROTO_TCP;

@@ -217,7 +217,7 @@ int epoll_registry_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   struct session *s = fdtable_get(fd);
   if (inst == NULL) {
     if (s == NULL) {
-      return REAL(epoll_ctl)(epfd, op, fd, ev) == 0 ? 0 : -errno;
+      return real_epoll_ctl(epfd, op, fd, ev) == 0 ? 0 : -errno;
     }
     /* An epoll descriptor the shim did not see made (inherited): track it
      * from now on. */
@@ -232,7 +232,7 @@ int epoll_registry_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   int r = 0;
   struct ep_reg *reg = fd >= 0 && fd < inst->regs_len ? inst->regs[fd] : NULL;
   if (op == EPOLL_CTL_DEL) {
-    if (REAL(epoll_ctl)(epfd, op, fd, ev) != 0) {
+    if (real_epoll_ctl(epfd, op, fd, ev) != 0) {
       r = -errno;
     } else {
       remove_reg(inst, fd);
@@ -240,7 +240,7 @@ int epoll_registry_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
     goto out;
   }
   if ((op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD) || ev == NULL || fd < 0) {
-    r = REAL(epoll_ctl)(epfd, op, fd, ev) == 0 ? 0 : -errno;
+    r = real_epoll_ctl(epfd, op, fd, ev) == 0 ? 0 : -errno;
     goto out;
   }
   struct epoll_event kev = *ev;
@@ -253,23 +253,23 @@ int epoll_registry_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   }
   if (op == EPOLL_CTL_MOD && reg != NULL && reg->session != NULL) {
     /* The kernel side of a TLS registration never changes. */
-    if (REAL(epoll_ctl)(epfd, op, fd, &kev) != 0) {
+    if (real_epoll_ctl(epfd, op, fd, &kev) != 0) {
       r = -errno;
       goto out;
     }
-  } else if (REAL(epoll_ctl)(epfd, op, fd, &kev) != 0) {
+  } else if (real_epoll_ctl(epfd, op, fd, &kev) != 0) {
     r = -errno;
     goto out;
   }
   if (op == EPOLL_CTL_ADD) {
     remove_reg(inst, fd); /* a stale entry for a reused number */
     if ((r = ensure_slot(inst, fd)) != 0) {
-      REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
+      real_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
       goto out;
     }
     reg = calloc(1, sizeof(*reg));
     if (reg == NULL) {
-      REAL(epoll_ctl)(epfd, EPOLL_CTL_DEL, fd, NULL);
+      real_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
       r = -ENOMEM;
       goto out;
     }
@@ -320,7 +320,7 @@ void epoll_registry_session_created(int fd) {
     if (reg != NULL && reg->session == NULL) {
       struct epoll_event kev = {.events = EP_KERNEL_TLS_EVENTS,
                                 .data.u64 = EP_TAG | (uint64_t)(uint32_t)fd};
-      if (REAL(epoll_ctl)(epfd, EPOLL_CTL_MOD, fd, &kev) == 0) {
+      if (real_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &kev) == 0) {
         session_ref(s);
         make_tls(inst, reg, s);
       } else {
@@ -450,7 +450,7 @@ int epoll_registry_wait(int epfd, struct epoll_event *events, int max,
     int room = max - n < KEV_MAX ? max - n : KEV_MAX;
     /* epoll_pwait, not epoll_pwait2: the deadline is in milliseconds anyway,
      * and kernels before 5.11 (and valgrind) have no epoll_pwait2. */
-    int k = REAL(epoll_pwait)(epfd, kev, room, timeout, sigmask);
+    int k = real_epoll_pwait(epfd, kev, room, timeout, sigmask);
     if (k < 0) {
       return n > 0 ? n : -errno;
     }

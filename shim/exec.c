@@ -24,7 +24,7 @@ static void collect(int fd, struct session *s, void *arg) {
   if (s->kind != SESSION_TLS && s->kind != SESSION_EXEC_DEAD) {
     return;
   }
-  int fl = REAL(fcntl)(fd, F_GETFD);
+  int fl = real_fcntl(fd, F_GETFD);
   if (fl < 0 || (fl & FD_CLOEXEC)) {
     return;
   }
@@ -78,7 +78,7 @@ void exec_restore_dead_fds(void) {
   for (char *tok = strtok_r(copy, ",", &save); tok != NULL;
        tok = strtok_r(NULL, ",", &save)) {
     int fd = atoi(tok);
-    if (fd < 0 || REAL(fcntl)(fd, F_GETFD) < 0) {
+    if (fd < 0 || real_fcntl(fd, F_GETFD) < 0) {
       continue;
     }
     struct session *s = session_new();

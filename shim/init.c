@@ -149,7 +149,7 @@ static void die_config(const struct policy_diag *err) {
   if (n > (int)sizeof(msg) - 1) {
     n = (int)sizeof(msg) - 1;
   }
-  ssize_t w = REAL(write)(STDERR_FILENO, msg, (size_t)n);
+  ssize_t w = real_write(STDERR_FILENO, msg, (size_t)n);
   (void)w;
   _exit(EX_CONFIG);
 }

@@ -94,20 +94,59 @@ extern "C" {
 LIBC_CALLS(LIBC_DECLARE)
 #undef LIBC_DECLARE
 
-/* real_<call> is the real function, resolved on first use if need be. */
+/* REAL(call) is the real function, resolved on first use if need be. */
 #define REAL(name)                                                             \
   (__builtin_expect(libc_real_##name != NULL, 1) ? libc_real_##name            \
                                                  : libc_resolve_##name())
 
+/* The names the library calls, one per entry of LIBC_CALLS. */
+#define real_socket REAL(socket)
+#define real_connect REAL(connect)
+#define real_accept REAL(accept)
+#define real_accept4 REAL(accept4)
 #define real_read REAL(read)
 #define real_write REAL(write)
 #define real_recv REAL(recv)
 #define real_send REAL(send)
+#define real_recvfrom REAL(recvfrom)
+#define real_sendto REAL(sendto)
+#define real_readv REAL(readv)
+#define real_writev REAL(writev)
+#define real_recvmsg REAL(recvmsg)
+#define real_sendmsg REAL(sendmsg)
+#define real_sendfile REAL(sendfile)
+#define real_sendfile64 REAL(sendfile64)
 #define real_close REAL(close)
-#define real_poll REAL(poll)
+#define real_shutdown REAL(shutdown)
+#define real_dup REAL(dup)
+#define real_dup2 REAL(dup2)
+#define real_dup3 REAL(dup3)
 #define real_fcntl REAL(fcntl)
+#define real_fcntl64 REAL(fcntl64)
+#define real_ioctl REAL(ioctl)
 #define real_getsockopt REAL(getsockopt)
 #define real_setsockopt REAL(setsockopt)
+#define real_fork REAL(fork)
+#define real_vfork REAL(vfork)
+#define real_execve REAL(execve)
+#define real_execveat REAL(execveat)
+#define real_fexecve REAL(fexecve)
+#define real_execvpe REAL(execvpe)
+#define real_getaddrinfo REAL(getaddrinfo)
+#define real_gethostbyname REAL(gethostbyname)
+#define real_gethostbyname2 REAL(gethostbyname2)
+#define real_gethostbyname_r REAL(gethostbyname_r)
+#define real_gethostbyname2_r REAL(gethostbyname2_r)
+#define real_poll REAL(poll)
+#define real_ppoll REAL(ppoll)
+#define real_select REAL(select)
+#define real_pselect REAL(pselect)
+#define real_epoll_create REAL(epoll_create)
+#define real_epoll_create1 REAL(epoll_create1)
+#define real_epoll_ctl REAL(epoll_ctl)
+#define real_epoll_wait REAL(epoll_wait)
+#define real_epoll_pwait REAL(epoll_pwait)
+#define real_epoll_pwait2 REAL(epoll_pwait2)
 
 /* libc_resolve_all resolves every pointer now. Idempotent. */
 void libc_resolve_all(void);

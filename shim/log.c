@@ -30,7 +30,7 @@ void log_configure(enum policy_log_level level, enum policy_log_format format,
   }
   int old = __atomic_exchange_n(&log_fd, fd, __ATOMIC_ACQ_REL);
   if (old != STDERR_FILENO && old != fd) {
-    REAL(close)(old);
+    real_close(old);
   }
   __atomic_store_n(&log_level, (int)level, __ATOMIC_RELEASE);
   __atomic_store_n(&log_format_kind, (int)format, __ATOMIC_RELEASE);
@@ -166,7 +166,7 @@ void log_emit(const struct log_event *ev) {
       line, sizeof(line));
   int fd = __atomic_load_n(&log_fd, __ATOMIC_ACQUIRE);
   /* One write per line: lines of concurrent threads never interleave. */
-  ssize_t w = REAL(write)(fd, line, (size_t)n);
+  ssize_t w = real_write(fd, line, (size_t)n);
   (void)w;
   errno = saved;
 }

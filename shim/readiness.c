@@ -76,7 +76,7 @@ int readiness_poll(struct pollfd *fds, nfds_t n, int64_t deadline_ms,
       ts.tv_nsec = (left % 1000) * 1000000;
       tsp = &ts;
     }
-    int r = REAL(ppoll)(kfds, n, tsp, sigmask);
+    int r = real_ppoll(kfds, n, tsp, sigmask);
     if (r < 0) {
       result = ready > 0 ? ready : -errno;
       break;

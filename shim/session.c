@@ -39,7 +39,7 @@ int shim_wait(int fd, short events, int64_t deadline_ms) {
       timeout = left > 0x7fffffff ? 0x7fffffff : (int)left;
     }
     struct pollfd p = {.fd = fd, .events = events ? events : POLLIN};
-    int r = REAL(poll)(&p, 1, timeout);
+    int r = real_poll(&p, 1, timeout);
     if (r < 0) {
       return -errno;
     }
@@ -55,7 +55,7 @@ int shim_wait(int fd, short events, int64_t deadline_ms) {
 int64_t shim_sock_timeout_ms(int fd, int optname) {
   struct timeval tv;
   socklen_t len = sizeof(tv);
-  if (REAL(getsockopt)(fd, SOL_SOCKET, optname, &tv, &len) != 0) {
+  if (real_getsockopt(fd, SOL_SOCKET, optname, &tv, &len) != 0) {
     return -1;
   }
   if (tv.tv_sec == 0 && tv.tv_usec == 0) {
@@ -302,7 +302,7 @@ static void log_permissive(struct session *s, const char *event,
  * POLLIN), or -errno. Caller holds lock. */
 static int detect_locked(struct session *s, int fd, bool program_writes) {
   uint8_t head[3];
-  ssize_t n = REAL(recv)(fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = real_recv(fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
   bool timed_out = s->deadline_ms != 0 && shim_now_ms() >= s->deadline_ms;
   if (s->deadline_ms == 0) {
     s->deadline_ms = shim_now_ms() + s->timeout_ms;
@@ -355,7 +355,7 @@ static ssize_t recv_once(struct session *s, int fd, void *buf, size_t len,
     }
   }
   if (s->kind == SESSION_PLAIN) {
-    ssize_t n = REAL(recv)(fd, buf, len, MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
+    ssize_t n = real_recv(fd, buf, len, MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
     return n < 0 ? -errno : n;
   }
   if (s->error != 0) {
@@ -394,7 +394,7 @@ static ssize_t send_once(struct session *s, int fd, const void *buf, size_t len,
     }
   }
   if (s->kind == SESSION_PLAIN) {
-    ssize_t n = REAL(send)(fd, buf, len, (flags & MSG_NOSIGNAL) | MSG_DONTWAIT);
+    ssize_t n = real_send(fd, buf, len, (flags & MSG_NOSIGNAL) | MSG_DONTWAIT);
     return n < 0 ? -errno : n;
   }
   if (s->error != 0) {
@@ -610,7 +610,7 @@ int session_shutdown_write(struct session *s, int fd) {
 static int tcp_connect_done(struct session *s, int fd) {
   int err = 0;
   socklen_t len = sizeof(err);
-  REAL(getsockopt)(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  real_getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
   s->connecting = false;
   if (err != 0) {
     s->error = -err;
@@ -633,7 +633,7 @@ int session_tcp_connected(struct session *s, int fd) {
 static void connect_progress(struct session *s, int fd) {
   if (s->connecting) {
     struct pollfd p = {.fd = fd, .events = POLLOUT};
-    if (REAL(poll)(&p, 1, 0) <= 0) {
+    if (real_poll(&p, 1, 0) <= 0) {
       return;
     }
     (void)tcp_connect_done(s, fd);
@@ -695,7 +695,7 @@ short session_poll_events(struct session *s, int fd, short events,
     *wants = (short)(events & (POLLIN | POLLOUT | POLLPRI | POLLRDHUP));
     if (kernel == 0) {
       struct pollfd p = {.fd = fd, .events = *wants};
-      if (REAL(poll)(&p, 1, 0) > 0) {
+      if (real_poll(&p, 1, 0) > 0) {
         kernel = p.revents;
       }
     }
@@ -760,7 +760,7 @@ int session_fionread(struct session *s, int fd) {
   if (s->kind == SESSION_TLS && s->conn != NULL) {
     n = (int)tlsconn_pending(s->conn);
   } else if (s->kind == SESSION_PLAIN) {
-    REAL(ioctl)(fd, FIONREAD, &n);
+    real_ioctl(fd, FIONREAD, &n);
   }
   pthread_mutex_unlock(&s->lock);
   return n;

@@ -11,8 +11,8 @@
 static int shim_accept4(int lfd, struct sockaddr *addr, socklen_t *len,
                         int flags, bool use_accept4) {
   for (;;) {
-    int fd = use_accept4 ? REAL(accept4)(lfd, addr, len, flags)
-                         : REAL(accept)(lfd, addr, len);
+    int fd = use_accept4 ? real_accept4(lfd, addr, len, flags)
+                         : real_accept(lfd, addr, len);
     if (fd < 0) {
       return -errno;
     }
@@ -30,16 +30,16 @@ static int shim_accept4(int lfd, struct sockaddr *addr, socklen_t *len,
                 "accepted connection closed: cannot make its TLS session: %s",
                 strerror(-r));
       }
-      REAL(close)(fd);
+      real_close(fd);
       continue;
     }
     if (s == NULL) {
       return fd;
     }
     s->user_nonblock = (flags & SOCK_NONBLOCK) != 0;
-    int fl = REAL(fcntl)(fd, F_GETFL);
+    int fl = real_fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK)) {
-      REAL(fcntl)(fd, F_SETFL, fl | O_NONBLOCK);
+      real_fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     }
     fdtable_set(fd, s);
     session_unref(s);

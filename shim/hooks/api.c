@@ -11,7 +11,7 @@ HOOK_EXPORT int tlsshim_conn_info(int fd, struct tlsshim_conn_info *out,
     errno = EINVAL;
     return -1;
   }
-  if (REAL(fcntl)(fd, F_GETFD) < 0) {
+  if (real_fcntl(fd, F_GETFD) < 0) {
     errno = EBADF;
     return -1;
   }

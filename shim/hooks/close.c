@@ -22,17 +22,17 @@ HOOK_EXPORT int close(int fd) {
     errno = saved;
   }
   epoll_registry_epfd_closed(fd);
-  return REAL(close)(fd);
+  return real_close(fd);
 }
 
 HOOK_EXPORT int shutdown(int fd, int how) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(shutdown)(fd, how);
+    return real_shutdown(fd, how);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return REAL(shutdown)(fd, how);
+    return real_shutdown(fd, how);
   }
   int r = 0;
   if (how == SHUT_WR || how == SHUT_RDWR) {
@@ -42,7 +42,7 @@ HOOK_EXPORT int shutdown(int fd, int how) {
   if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
     return (int)hook_ret(saved_errno, r);
   }
-  return REAL(shutdown)(fd, how);
+  return real_shutdown(fd, how);
 }
 
 /* Used by dup2/dup3 when they replace a session descriptor. */

@@ -30,17 +30,17 @@ static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
     return r;
   }
   if (s == NULL) {
-    return REAL(connect)(fd, addr, len) == 0 ? 0 : -errno;
+    return real_connect(fd, addr, len) == 0 ? 0 : -errno;
   }
-  int flags = REAL(fcntl)(fd, F_GETFL);
+  int flags = real_fcntl(fd, F_GETFL);
   s->user_nonblock = flags >= 0 && (flags & O_NONBLOCK) != 0;
   if (!s->user_nonblock) {
-    REAL(fcntl)(fd, F_SETFL, flags | O_NONBLOCK);
+    real_fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   }
-  if (REAL(connect)(fd, addr, len) != 0 && errno != EINPROGRESS) {
+  if (real_connect(fd, addr, len) != 0 && errno != EINPROGRESS) {
     int err = errno;
     if (!s->user_nonblock) {
-      REAL(fcntl)(fd, F_SETFL, flags);
+      real_fcntl(fd, F_SETFL, flags);
     }
     s->failure_logged = true;
     session_unref(s);
@@ -67,7 +67,7 @@ static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
     struct session *taken = fdtable_take(fd);
     session_unref(taken);
     session_unref(s);
-    REAL(fcntl)(fd, F_SETFL, flags);
+    real_fcntl(fd, F_SETFL, flags);
     return -err;
   }
   r = session_handshake_blocking(s, fd);

@@ -15,7 +15,7 @@ static void share_session(int oldfd, int newfd) {
 }
 
 HOOK_EXPORT int dup(int oldfd) {
-  int fd = REAL(dup)(oldfd);
+  int fd = real_dup(oldfd);
   if (fd >= 0 && fdtable_maybe(oldfd)) {
     share_session(oldfd, fd);
   }
@@ -24,10 +24,10 @@ HOOK_EXPORT int dup(int oldfd) {
 
 static int shim_dup3(int oldfd, int newfd, int flags, bool is_dup3) {
   if (oldfd != newfd && fdtable_maybe(newfd) &&
-      REAL(fcntl)(oldfd, F_GETFD) >= 0) {
+      real_fcntl(oldfd, F_GETFD) >= 0) {
     hook_release_fd(newfd); /* dup2 closes newfd: end its session first */
   }
-  int fd = is_dup3 ? REAL(dup3)(oldfd, newfd, flags) : REAL(dup2)(oldfd, newfd);
+  int fd = is_dup3 ? real_dup3(oldfd, newfd, flags) : real_dup2(oldfd, newfd);
   if (fd >= 0 && oldfd != newfd && fdtable_maybe(oldfd)) {
     share_session(oldfd, fd);
   }

@@ -6,7 +6,7 @@
 #include "shim/hooks/hooks.h"
 
 HOOK_EXPORT int epoll_create(int size) {
-  int fd = REAL(epoll_create)(size);
+  int fd = real_epoll_create(size);
   if (fd >= 0) {
     epoll_registry_created(fd);
   }
@@ -14,7 +14,7 @@ HOOK_EXPORT int epoll_create(int size) {
 }
 
 HOOK_EXPORT int epoll_create1(int flags) {
-  int fd = REAL(epoll_create1)(flags);
+  int fd = real_epoll_create1(flags);
   if (fd >= 0) {
     epoll_registry_created(fd);
   }
@@ -37,7 +37,7 @@ HOOK_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int max,
   int r = epoll_registry_wait(epfd, events, max, deadline_ms(timeout), NULL,
                               &handled);
   return handled ? (int)hook_ret(saved_errno, r)
-                 : REAL(epoll_wait)(epfd, events, max, timeout);
+                 : real_epoll_wait(epfd, events, max, timeout);
 }
 
 HOOK_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max,
@@ -47,7 +47,7 @@ HOOK_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int max,
   int r = epoll_registry_wait(epfd, events, max, deadline_ms(timeout), sigmask,
                               &handled);
   return handled ? (int)hook_ret(saved_errno, r)
-                 : REAL(epoll_pwait)(epfd, events, max, timeout, sigmask);
+                 : real_epoll_pwait(epfd, events, max, timeout, sigmask);
 }
 
 HOOK_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max,
@@ -60,5 +60,5 @@ HOOK_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int max,
                                ts->tv_nsec / 1000000;
   int r = epoll_registry_wait(epfd, events, max, d, sigmask, &handled);
   return handled ? (int)hook_ret(saved_errno, r)
-                 : REAL(epoll_pwait2)(epfd, events, max, ts, sigmask);
+                 : real_epoll_pwait2(epfd, events, max, ts, sigmask);
 }

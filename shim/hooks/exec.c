@@ -35,25 +35,25 @@ static size_t env_count(char *const envp[]) {
 
 HOOK_EXPORT int execve(const char *path, char *const argv[],
                        char *const envp[]) {
-  WITH_EXEC_ENV(envp, REAL(execve)(path, argv, envp),
-                REAL(execve)(path, argv, new_env));
+  WITH_EXEC_ENV(envp, real_execve(path, argv, envp),
+                real_execve(path, argv, new_env));
 }
 
 HOOK_EXPORT int execvpe(const char *file, char *const argv[],
                         char *const envp[]) {
-  WITH_EXEC_ENV(envp, REAL(execvpe)(file, argv, envp),
-                REAL(execvpe)(file, argv, new_env));
+  WITH_EXEC_ENV(envp, real_execvpe(file, argv, envp),
+                real_execvpe(file, argv, new_env));
 }
 
 HOOK_EXPORT int fexecve(int fd, char *const argv[], char *const envp[]) {
-  WITH_EXEC_ENV(envp, REAL(fexecve)(fd, argv, envp),
-                REAL(fexecve)(fd, argv, new_env));
+  WITH_EXEC_ENV(envp, real_fexecve(fd, argv, envp),
+                real_fexecve(fd, argv, new_env));
 }
 
 HOOK_EXPORT int execveat(int dirfd, const char *path, char *const argv[],
                          char *const envp[], int flags) {
-  WITH_EXEC_ENV(envp, REAL(execveat)(dirfd, path, argv, envp, flags),
-                REAL(execveat)(dirfd, path, argv, new_env, flags));
+  WITH_EXEC_ENV(envp, real_execveat(dirfd, path, argv, envp, flags),
+                real_execveat(dirfd, path, argv, new_env, flags));
 }
 
 HOOK_EXPORT int execv(const char *path, char *const argv[]) {

@@ -7,7 +7,7 @@
 #include "shim/hooks/hooks.h"
 
 static int shim_fcntl(int fd, int cmd, unsigned long arg, bool is64) {
-  int (*real)(int, int, ...) = is64 ? REAL(fcntl64) : REAL(fcntl);
+  int (*real)(int, int, ...) = is64 ? real_fcntl64 : real_fcntl;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
     return real(fd, cmd, arg);
   }
@@ -71,11 +71,11 @@ HOOK_EXPORT int ioctl(int fd, unsigned long req, ...) {
   va_end(ap);
   if (__builtin_expect(!fdtable_maybe(fd), 1) ||
       (req != FIONREAD && req != FIONBIO)) {
-    return REAL(ioctl)(fd, req, arg);
+    return real_ioctl(fd, req, arg);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return REAL(ioctl)(fd, req, arg);
+    return real_ioctl(fd, req, arg);
   }
   int r = 0;
   int saved = errno;

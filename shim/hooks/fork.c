@@ -12,7 +12,7 @@ static void reinit_lock(int fd, struct session *s, void *arg) {
 
 HOOK_EXPORT pid_t fork(void) {
   session_mark_all_forked();
-  pid_t pid = REAL(fork)();
+  pid_t pid = real_fork();
   if (pid == 0) {
     /* Only this thread exists in the child: locks held by others at the
      * moment of fork would never be released. */

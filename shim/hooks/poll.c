@@ -18,7 +18,7 @@ static int64_t deadline_from_ts(const struct timespec *ts) {
 HOOK_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout) {
   int saved_errno = errno;
   if (__builtin_expect(!readiness_any_session(fds, n), 1)) {
-    return REAL(poll)(fds, n, timeout);
+    return real_poll(fds, n, timeout);
   }
   return (int)hook_ret(saved_errno, readiness_poll(fds, n, deadline_from_ms(timeout), NULL));
 }
@@ -35,7 +35,7 @@ HOOK_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
                       const sigset_t *sigmask) {
   int saved_errno = errno;
   if (__builtin_expect(!readiness_any_session(fds, n), 1)) {
-    return REAL(ppoll)(fds, n, ts, sigmask);
+    return real_ppoll(fds, n, ts, sigmask);
   }
   return (int)hook_ret(saved_errno, readiness_poll(fds, n, deadline_from_ts(ts), sigmask));
 }

@@ -45,11 +45,11 @@ static ssize_t session_readv(struct session *s, int fd, const struct iovec *iov,
 HOOK_EXPORT ssize_t read(int fd, void *buf, size_t len) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(read)(fd, buf, len);
+    return real_read(fd, buf, len);
   }
   bool handled;
   ssize_t r = session_recv_fd(fd, buf, len, 0, &handled);
-  return handled ? hook_ret(saved_errno, r) : REAL(read)(fd, buf, len);
+  return handled ? hook_ret(saved_errno, r) : real_read(fd, buf, len);
 }
 
 HOOK_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen) {
@@ -62,11 +62,11 @@ HOOK_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen) {
 HOOK_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(recv)(fd, buf, len, flags);
+    return real_recv(fd, buf, len, flags);
   }
   bool handled;
   ssize_t r = session_recv_fd(fd, buf, len, flags, &handled);
-  return handled ? hook_ret(saved_errno, r) : REAL(recv)(fd, buf, len, flags);
+  return handled ? hook_ret(saved_errno, r) : real_recv(fd, buf, len, flags);
 }
 
 HOOK_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
@@ -81,12 +81,12 @@ HOOK_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
                              struct sockaddr *addr, socklen_t *addr_len) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(recvfrom)(fd, buf, len, flags, addr, addr_len);
+    return real_recvfrom(fd, buf, len, flags, addr, addr_len);
   }
   bool handled;
   ssize_t r = session_recv_fd(fd, buf, len, flags, &handled);
   if (!handled) {
-    return REAL(recvfrom)(fd, buf, len, flags, addr, addr_len);
+    return real_recvfrom(fd, buf, len, flags, addr, addr_len);
   }
   if (r >= 0 && addr != NULL && addr_len != NULL) {
     getpeername(fd, addr, addr_len);
@@ -106,11 +106,11 @@ HOOK_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len,
 HOOK_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(readv)(fd, iov, iovcnt);
+    return real_readv(fd, iov, iovcnt);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return REAL(readv)(fd, iov, iovcnt);
+    return real_readv(fd, iov, iovcnt);
   }
   ssize_t r = iovcnt < 0 || iovcnt > IOV_MAX ? -EINVAL
                                              : session_readv(s, fd, iov, iovcnt, 0);
@@ -121,11 +121,11 @@ HOOK_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt) {
 HOOK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(recvmsg)(fd, msg, flags);
+    return real_recvmsg(fd, msg, flags);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return REAL(recvmsg)(fd, msg, flags);
+    return real_recvmsg(fd, msg, flags);
   }
   ssize_t r;
   if (msg == NULL || (int)msg->msg_iovlen < 0 || msg->msg_iovlen > IOV_MAX) {

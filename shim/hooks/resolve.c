@@ -44,7 +44,7 @@ static void remember_hostent(const struct hostent *h, const char *name) {
 HOOK_EXPORT int getaddrinfo(const char *node, const char *service,
                             const struct addrinfo *hints,
                             struct addrinfo **res) {
-  int r = REAL(getaddrinfo)(node, service, hints, res);
+  int r = real_getaddrinfo(node, service, hints, res);
   if (r == 0 && node != NULL && res != NULL && !is_literal(node)) {
     for (struct addrinfo *ai = *res; ai != NULL; ai = ai->ai_next) {
       remember_sockaddr(ai->ai_addr, ai->ai_addrlen, node);
@@ -54,13 +54,13 @@ HOOK_EXPORT int getaddrinfo(const char *node, const char *service,
 }
 
 HOOK_EXPORT struct hostent *gethostbyname(const char *name) {
-  struct hostent *h = REAL(gethostbyname)(name);
+  struct hostent *h = real_gethostbyname(name);
   remember_hostent(h, name);
   return h;
 }
 
 HOOK_EXPORT struct hostent *gethostbyname2(const char *name, int af) {
-  struct hostent *h = REAL(gethostbyname2)(name, af);
+  struct hostent *h = real_gethostbyname2(name, af);
   remember_hostent(h, name);
   return h;
 }
@@ -68,7 +68,7 @@ HOOK_EXPORT struct hostent *gethostbyname2(const char *name, int af) {
 HOOK_EXPORT int gethostbyname_r(const char *name, struct hostent *ret,
                                 char *buf, size_t buflen,
                                 struct hostent **result, int *h_errnop) {
-  int r = REAL(gethostbyname_r)(name, ret, buf, buflen, result, h_errnop);
+  int r = real_gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
   if (r == 0 && result != NULL) {
     remember_hostent(*result, name);
   }
@@ -78,7 +78,7 @@ HOOK_EXPORT int gethostbyname_r(const char *name, struct hostent *ret,
 HOOK_EXPORT int gethostbyname2_r(const char *name, int af, struct hostent *ret,
                                  char *buf, size_t buflen,
                                  struct hostent **result, int *h_errnop) {
-  int r = REAL(gethostbyname2_r)(name, af, ret, buf, buflen, result, h_errnop);
+  int r = real_gethostbyname2_r(name, af, ret, buf, buflen, result, h_errnop);
   if (r == 0 && result != NULL) {
     remember_hostent(*result, name);
   }

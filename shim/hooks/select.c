@@ -86,7 +86,7 @@ HOOK_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e,
                        struct timeval *tv) {
   int saved_errno = errno;
   if (__builtin_expect(!sets_hold_session(nfds, r, w, e), 1)) {
-    return REAL(select)(nfds, r, w, e, tv);
+    return real_select(nfds, r, w, e, tv);
   }
   int64_t deadline =
       tv == NULL ? -1
@@ -108,7 +108,7 @@ HOOK_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
                         const struct timespec *ts, const sigset_t *sigmask) {
   int saved_errno = errno;
   if (__builtin_expect(!sets_hold_session(nfds, r, w, e), 1)) {
-    return REAL(pselect)(nfds, r, w, e, ts, sigmask);
+    return real_pselect(nfds, r, w, e, ts, sigmask);
   }
   int64_t deadline =
       ts == NULL ? -1

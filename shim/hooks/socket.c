@@ -4,7 +4,7 @@
 #include "shim/hooks/hooks.h"
 
 HOOK_EXPORT int socket(int domain, int type, int protocol) {
-  int fd = REAL(socket)(domain, type, protocol);
+  int fd = real_socket(domain, type, protocol);
   if (fd >= 0 && __builtin_expect(fdtable_maybe(fd), 0)) {
     hook_forget_stale_fd(fd);
   }

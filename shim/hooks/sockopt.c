@@ -7,11 +7,11 @@ HOOK_EXPORT int getsockopt(int fd, int level, int name, void *val,
   if (__builtin_expect(!fdtable_maybe(fd), 1) || level != SOL_SOCKET ||
       name != SO_ERROR || val == NULL || len == NULL ||
       *len < (socklen_t)sizeof(int)) {
-    return REAL(getsockopt)(fd, level, name, val, len);
+    return real_getsockopt(fd, level, name, val, len);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return REAL(getsockopt)(fd, level, name, val, len);
+    return real_getsockopt(fd, level, name, val, len);
   }
   int saved = errno;
   int err = session_so_error(s, fd);

@@ -68,43 +68,43 @@ static ssize_t session_writev(struct session *s, int fd, const struct iovec *iov
 HOOK_EXPORT ssize_t write(int fd, const void *buf, size_t len) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(write)(fd, buf, len);
+    return real_write(fd, buf, len);
   }
   bool handled;
   ssize_t r = session_send_fd(fd, buf, len, 0, &handled);
-  return handled ? hook_ret(saved_errno, r) : REAL(write)(fd, buf, len);
+  return handled ? hook_ret(saved_errno, r) : real_write(fd, buf, len);
 }
 
 HOOK_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(send)(fd, buf, len, flags);
+    return real_send(fd, buf, len, flags);
   }
   bool handled;
   ssize_t r = session_send_fd(fd, buf, len, flags, &handled);
-  return handled ? hook_ret(saved_errno, r) : REAL(send)(fd, buf, len, flags);
+  return handled ? hook_ret(saved_errno, r) : real_send(fd, buf, len, flags);
 }
 
 HOOK_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                            const struct sockaddr *addr, socklen_t addr_len) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(sendto)(fd, buf, len, flags, addr, addr_len);
+    return real_sendto(fd, buf, len, flags, addr, addr_len);
   }
   bool handled;
   ssize_t r = session_send_fd(fd, buf, len, flags, &handled);
   return handled ? hook_ret(saved_errno, r)
-                 : REAL(sendto)(fd, buf, len, flags, addr, addr_len);
+                 : real_sendto(fd, buf, len, flags, addr, addr_len);
 }
 
 HOOK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(writev)(fd, iov, iovcnt);
+    return real_writev(fd, iov, iovcnt);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return REAL(writev)(fd, iov, iovcnt);
+    return real_writev(fd, iov, iovcnt);
   }
   ssize_t r = iovcnt < 0 || iovcnt > IOV_MAX
                   ? -EINVAL
@@ -116,11 +116,11 @@ HOOK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
 HOOK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(fd), 1)) {
-    return REAL(sendmsg)(fd, msg, flags);
+    return real_sendmsg(fd, msg, flags);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return REAL(sendmsg)(fd, msg, flags);
+    return real_sendmsg(fd, msg, flags);
   }
   ssize_t r;
   if (msg == NULL || msg->msg_iovlen > IOV_MAX) {
@@ -182,11 +182,11 @@ HOOK_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset,
                              size_t count) {
   int saved_errno = errno;
   if (__builtin_expect(!fdtable_maybe(out_fd), 1)) {
-    return REAL(sendfile)(out_fd, in_fd, offset, count);
+    return real_sendfile(out_fd, in_fd, offset, count);
   }
   struct session *s = fdtable_get(out_fd);
   if (s == NULL) {
-    return REAL(sendfile)(out_fd, in_fd, offset, count);
+    return real_sendfile(out_fd, in_fd, offset, count);
   }
   ssize_t r = session_sendfile(s, out_fd, in_fd, offset, count);
   session_unref(s);

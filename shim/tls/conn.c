@@ -85,7 +85,7 @@ static int tls_bio_read(BIO *bio, char *out, int out_len) {
     }
     ssize_t n;
     do {
-      n = REAL(recv)(c->fd, c->in, TLS_READ_AHEAD, 0);
+      n = real_recv(c->fd, c->in, TLS_READ_AHEAD, 0);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
       int e = errno;
@@ -140,8 +140,8 @@ static int tls_bio_write(BIO *bio, const char *in, int in_len) {
      * raises SIGPIPE as plain TCP would, once). */
     ssize_t n;
     do {
-      n = REAL(send)(c->fd, in, (size_t)in_len,
-                     MSG_NOSIGNAL | (c->fin_follows ? MSG_MORE : 0));
+      n = real_send(c->fd, in, (size_t)in_len,
+                    MSG_NOSIGNAL | (c->fin_follows ? MSG_MORE : 0));
     } while (n < 0 && errno == EINTR);
     if (n == in_len) {
       return whole;
@@ -329,9 +329,9 @@ void tlsconn_free(struct tlsconn *c) {
 
 static int tls_flush(struct tlsconn *c) {
   while (c->out_off < c->out_len) {
-    ssize_t n = REAL(send)(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                           (c->nosignal ? MSG_NOSIGNAL : 0) |
-                               (c->fin_follows ? MSG_MORE : 0));
+    ssize_t n = real_send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                          (c->nosignal ? MSG_NOSIGNAL : 0) |
+                              (c->fin_follows ? MSG_MORE : 0));
     if (n < 0) {
       if (errno == EINTR) {
         continue;
