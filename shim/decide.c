@@ -34,15 +34,21 @@ bool shim_sockaddr_to_endpoint(const struct sockaddr *sa, socklen_t len,
   return false;
 }
 
-void shim_format_endpoint(const uint8_t addr[16], uint16_t port, char *out,
-                          size_t out_len) {
-  char text[64];
-  policy_format_address(addr, text, sizeof(text));
+/* "a.b.c.d:port" or "[v6]:port" from an address already in text form. */
+static void join_host_port(const char *text, uint16_t port, char *out,
+                           size_t out_len) {
   if (strchr(text, ':') != NULL) {
     snprintf(out, out_len, "[%s]:%u", text, port);
   } else {
     snprintf(out, out_len, "%s:%u", text, port);
   }
+}
+
+void shim_format_endpoint(const uint8_t addr[16], uint16_t port, char *out,
+                          size_t out_len) {
+  char text[64];
+  policy_format_address(addr, text, sizeof(text));
+  join_host_port(text, port, out, out_len);
 }
 
 /* Only TCP sockets are ever TLS. */
@@ -129,8 +135,9 @@ int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
   struct policy_endpoint ep = {.port = port, .name = name[0] ? name : NULL};
   memcpy(ep.addr, peer_addr, 16);
   const struct policy_rule *rule = policy_match(p, POLICY_OUTBOUND, &ep);
-  char peer[64];
-  shim_format_endpoint(peer_addr, port, peer, sizeof(peer));
+  char ip[64], peer[64];
+  policy_format_address(peer_addr, ip, sizeof(ip));
+  join_host_port(ip, port, peer, sizeof(peer));
   struct session *s;
   int r = apply_action(cfg, rule, policy_action_of(p, rule), fd, false, NULL,
                        peer, name, &s);
@@ -144,8 +151,6 @@ int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
     verify = name;
   }
   snprintf(s->name, sizeof(s->name), "%s", verify != NULL ? verify : "");
-  char ip[64];
-  policy_format_address(peer_addr, ip, sizeof(ip));
   if (!rule->tls.verify_peer) {
     log_decision(POLICY_LOG_WARN, "insecure", "outbound", rule->name, NULL,
                  peer, s->name,
