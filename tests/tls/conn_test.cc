@@ -57,6 +57,21 @@ std::string ClientFailure(const RuleSpec &cs, const RuleSpec &ss,
   return tlsconn_error(p.client);
 }
 
+// BothRefuse handshakes |cs| with |ss|, expecting both sides to fail
+// (EPROTO), and returns both reasons.
+struct Refusal {
+  std::string server, client;
+};
+Refusal BothRefuse(const RuleSpec &cs, const RuleSpec &ss) {
+  Config cli(MakeConfig(cs)), srv(MakeConfig(ss));
+  Pair p;
+  MakePair(&p, cli.get(), srv.get());
+  Handshake(&p);
+  EXPECT_EQ(-EPROTO, p.server_rc);
+  EXPECT_EQ(-EPROTO, p.client_rc);
+  return {tlsconn_error(p.server), tlsconn_error(p.client)};
+}
+
 TEST(TlsHandshake, HighestCommonVersion) {
   Config cli(MakeConfig(ClientSpec())), srv(MakeConfig(ServerSpec()));
   Pair p;
@@ -118,20 +133,15 @@ TEST(TlsHandshake, NoCommonVersion) {
   cs.max_version = POLICY_TLS1_2;
   RuleSpec ss = ServerSpec();
   ss.min_version = POLICY_TLS1_3;
-  Config cli(MakeConfig(cs)), srv(MakeConfig(ss));
-  Pair p;
-  MakePair(&p, cli.get(), srv.get());
-  Handshake(&p);
-  EXPECT_EQ(-EPROTO, p.server_rc);
-  EXPECT_STREQ(
+  Refusal r = BothRefuse(cs, ss);
+  EXPECT_EQ(
       "no common protocol version: client offered [TLS1.2], server accepts "
       "[TLS1.3]",
-      tlsconn_error(p.server));
-  EXPECT_EQ(-EPROTO, p.client_rc);
-  EXPECT_STREQ(
+      r.server);
+  EXPECT_EQ(
       "no common protocol version: client offered [TLS1.2], server refused it "
       "(alert protocol version)",
-      tlsconn_error(p.client));
+      r.client);
 }
 
 TEST(TlsHandshake, NoCommonCipher) {
@@ -140,21 +150,15 @@ TEST(TlsHandshake, NoCommonCipher) {
   cs.ciphers = {"ECDHE-ECDSA-AES128-GCM-SHA256"};
   RuleSpec ss = ServerSpec();
   ss.ciphers = {"ECDHE-ECDSA-CHACHA20-POLY1305"};
-  Config cli(MakeConfig(cs)), srv(MakeConfig(ss));
-  Pair p;
-  MakePair(&p, cli.get(), srv.get());
-  Handshake(&p);
-  EXPECT_EQ(-EPROTO, p.server_rc);
-  EXPECT_STREQ(
-      "no common cipher: client offered [ECDHE-ECDSA-AES128-GCM-SHA256], "
-      "server accepts [ECDHE-ECDSA-CHACHA20-POLY1305]",
-      tlsconn_error(p.server));
-  EXPECT_EQ(-EPROTO, p.client_rc);
-  EXPECT_STREQ(
+  Refusal r = BothRefuse(cs, ss);
+  EXPECT_EQ("no common cipher: client offered [ECDHE-ECDSA-AES128-GCM-SHA256], "
+            "server accepts [ECDHE-ECDSA-CHACHA20-POLY1305]",
+            r.server);
+  EXPECT_EQ(
       "server refused the handshake (alert handshake failure): no common "
       "cipher or group? client offered ciphers [ECDHE-ECDSA-AES128-GCM-SHA256]"
       ", groups []",
-      tlsconn_error(p.client));
+      r.client);
 }
 
 TEST(TlsHandshake, NoCommonGroup) {
@@ -163,15 +167,8 @@ TEST(TlsHandshake, NoCommonGroup) {
   cs.groups = {"P-384"};
   RuleSpec ss = ServerSpec();
   ss.groups = {"X25519"};
-  Config cli(MakeConfig(cs)), srv(MakeConfig(ss));
-  Pair p;
-  MakePair(&p, cli.get(), srv.get());
-  Handshake(&p);
-  EXPECT_EQ(-EPROTO, p.server_rc);
-  EXPECT_STREQ(
-      "no common group: client offered [P-384], server accepts [X25519]",
-      tlsconn_error(p.server));
-  EXPECT_EQ(-EPROTO, p.client_rc);
+  EXPECT_EQ("no common group: client offered [P-384], server accepts [X25519]",
+            BothRefuse(cs, ss).server);
 }
 
 TEST(TlsHandshake, MutualAuthRequired) {
