@@ -28,9 +28,10 @@ import threading
 import time
 import unittest
 
-SOURCE_DIR = os.environ.get("TLSSHIM_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD_DIR = os.environ.get("TLSSHIM_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+SOURCE_DIR = os.path.abspath(os.environ.get("TLSSHIM_SOURCE_DIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+BUILD_DIR = os.path.abspath(os.environ.get("TLSSHIM_BUILD_DIR")
+                            or os.path.join(SOURCE_DIR, "build"))
 LIB = os.path.join(BUILD_DIR, "lib", "libtlsshim.so")
 CLI = os.path.join(BUILD_DIR, "bin", "tlsshim")
 PROGS = os.path.join(BUILD_DIR, "tests", "progs")

@@ -19,11 +19,8 @@ import threading
 import time
 import unittest
 
-TOP = os.environ.get("TLSSHIM_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("TLSSHIM_BUILD_DIR") or os.path.join(TOP, "build")
-TLSSHIM = os.path.join(BUILD, "bin", "tlsshim")
-LIB = os.path.join(BUILD, "lib", "libtlsshim.so")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BUILD_DIR as BUILD, CLI as TLSSHIM, LIB, SOURCE_DIR as TOP  # noqa: E402,E501
 LINE = "hello from the aware test"
 
 

@@ -6,6 +6,7 @@ exact messages.
 Run: TLSSHIM_BUILD_DIR=build TLSSHIM_SOURCE_DIR=. python3 tests/integration/test_cli.py
 """
 import os
+import sys
 import re
 import shutil
 import struct
@@ -13,10 +14,8 @@ import subprocess
 import tempfile
 import unittest
 
-BUILD = os.path.abspath(os.environ.get("TLSSHIM_BUILD_DIR", "build"))
-SOURCE = os.path.abspath(os.environ.get("TLSSHIM_SOURCE_DIR", "."))
-TLSSHIM = os.path.join(BUILD, "bin", "tlsshim")
-LIBRARY = os.path.join(BUILD, "lib", "libtlsshim.so")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CLI as TLSSHIM, LIB as LIBRARY, SOURCE_DIR as SOURCE  # noqa: E402
 BROKEN = os.path.join(SOURCE, "tests", "policy", "broken")
 GEN_CERTS = os.path.join(SOURCE, "tests", "gen_certs.sh")
 TIMEOUT = 60

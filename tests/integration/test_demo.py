@@ -13,9 +13,8 @@ import sys
 import tempfile
 import unittest
 
-TOP = os.environ.get("TLSSHIM_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("TLSSHIM_BUILD_DIR") or os.path.join(TOP, "build")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BUILD_DIR as BUILD, SOURCE_DIR as TOP  # noqa: E402
 RUN_SH = os.path.join(TOP, "examples", "demo", "run.sh")
 TIMEOUT = 180
 

@@ -10,14 +10,14 @@ names; add traffic tests for an example as further methods of its class.
 Run: TLSSHIM_BUILD_DIR=build TLSSHIM_SOURCE_DIR=. python3 tests/integration/test_examples.py
 """
 import os
+import sys
 import shutil
 import subprocess
 import tempfile
 import unittest
 
-BUILD = os.path.abspath(os.environ.get("TLSSHIM_BUILD_DIR", "build"))
-SOURCE = os.path.abspath(os.environ.get("TLSSHIM_SOURCE_DIR", "."))
-TLSSHIM = os.path.join(BUILD, "bin", "tlsshim")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CLI as TLSSHIM, SOURCE_DIR as SOURCE  # noqa: E402
 EXAMPLES = os.path.join(SOURCE, "examples")
 GEN_CERTS = os.path.join(SOURCE, "tests", "gen_certs.sh")
 TIMEOUT = 120

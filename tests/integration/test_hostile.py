@@ -31,11 +31,8 @@ import threading
 import time
 import unittest
 
-TOP = os.environ.get("TLSSHIM_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("TLSSHIM_BUILD_DIR") or os.path.join(TOP, "build")
-LIB = os.path.join(BUILD, "lib", "libtlsshim.so")
-PROGS = os.path.join(BUILD, "tests", "progs")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import LIB, PROGS, SOURCE_DIR as TOP  # noqa: E402
 GEN_CERTS = os.path.join(TOP, "tests", "gen_certs.sh")
 
 HANDSHAKE_TIMEOUT_MS = 1000

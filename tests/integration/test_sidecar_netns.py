@@ -25,11 +25,8 @@ import tempfile
 import time
 import unittest
 
-TOP = os.environ.get("TLSSHIM_SOURCE_DIR") or os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("TLSSHIM_BUILD_DIR") or os.path.join(TOP, "build")
-TLSSHIM = os.path.join(BUILD, "bin", "tlsshim")
-LIB = os.path.join(BUILD, "lib", "libtlsshim.so")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CLI as TLSSHIM, LIB, SOURCE_DIR as TOP  # noqa: E402
 sys.path.insert(0, os.path.join(TOP, "examples", "demo"))
 import pcap_check  # noqa: E402  (examples/demo/pcap_check.py)
 
