@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "progs.h"
+
 static int sock = -1;
 static pid_t reader_tid;
 static ssize_t reader_ret;
@@ -33,12 +35,6 @@ static void *reader(void *arg) {
   reader_errno = r < 0 ? errno : 0;
   reader_ret = r;
   return NULL;
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* True when thread |tid| sleeps in a system call that waits for I/O

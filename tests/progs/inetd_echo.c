@@ -11,17 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "progs.h"
+
 static void on_alarm(int sig) {
   static const char msg[] = "inetd_echo: timeout: exiting (alarm)\n";
   ssize_t r = write(2, msg, sizeof(msg) - 1);
   (void)r;
   (void)sig;
   _exit(3);
-}
-
-static const char *errname(int e) {
-  const char *n = strerrorname_np(e);
-  return n != NULL ? n : "EUNKNOWN";
 }
 
 /* Echoes fd 0 to fd 1 until EOF; then half-closes fd 1 if it is a socket.

@@ -26,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "progs.h"
+
 enum wait_mode { W_POLL, W_SELECT, W_EPOLL_LT, W_EPOLL_ET };
 
 static struct {
@@ -51,16 +53,7 @@ static void fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "ready_bigreq %s: ", role);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  vexit_with(fmt, ap);
 }
 
 static uint8_t pattern(uint32_t salt, size_t i) {
@@ -250,10 +243,8 @@ static void ack_and_eof(int fd, bool send_ack) {
 }
 
 static long parse_long(const char *s, const char *what) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < 0) {
+  long v;
+  if (!parse_count(s, &v)) {
     fail("bad %s: %s", what, s);
   }
   return v;

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "progs.h"
+
 enum loop { LOOP_EPOLL_LT, LOOP_EPOLL_ET, LOOP_POLL, LOOP_SELECT };
 enum state { ST_CONNECTING, ST_RUN, ST_SHUT, ST_DONE };
 
@@ -57,10 +59,7 @@ static void fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("ready_client: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
+  vexit_with(fmt, ap);
 }
 
 /* Byte |i| of message |m| on connection |c|: differs per byte, message
@@ -75,12 +74,6 @@ static void fill_message(int c, long m) {
   for (size_t i = 0; i < opt.size; i++) {
     msgbuf[i] = (char)pattern(c, m, i);
   }
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void start_connect(struct conn *c) {
@@ -396,10 +389,8 @@ static void run_select(struct conn *cs) {
 }
 
 static long parse_long(const char *s, const char *what) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < 0) {
+  long v;
+  if (!parse_count(s, &v)) {
     fail("bad %s: %s", what, s);
   }
   return v;

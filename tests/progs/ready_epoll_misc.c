@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "progs.h"
+
 static int port;
 static const char *test_name = "?";
 static int timeout_s = 30;
@@ -32,16 +34,7 @@ static void fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "ready_epoll_misc %s: FAIL: ", test_name);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  vexit_with(fmt, ap);
 }
 
 static void set_nonblock(int fd) {

@@ -20,6 +20,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "progs.h"
+
 /* ---- SHA-256 (FIPS 180-4), self-contained ---- */
 
 struct sha256 {
@@ -160,15 +162,7 @@ static void die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("tcp_client: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
-}
-
-static const char *errname(int e) {
-  const char *n = strerrorname_np(e);
-  return n != NULL ? n : "EUNKNOWN";
+  vexit_with(fmt, ap);
 }
 
 static void on_alarm(int sig) {

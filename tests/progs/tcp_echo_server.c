@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "progs.h"
+
 enum mode { MODE_THREAD, MODE_FORK, MODE_PREFORK, MODE_EPOLL_LT, MODE_EPOLL_ET,
             MODE_POLL, MODE_SELECT };
 
@@ -38,15 +40,7 @@ static void die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("tcp_echo_server: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
-  va_end(ap);
-  exit(1);
-}
-
-static const char *errname(int e) {
-  const char *n = strerrorname_np(e);
-  return n != NULL ? n : "EUNKNOWN";
+  vexit_with(fmt, ap);
 }
 
 /* Per-connection errors: one line on stderr with the errno name, which the
@@ -570,10 +564,8 @@ static void serve_select(int lfd) {
 }
 
 static long parse_long(const char *s, const char *what) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < 0) {
+  long v;
+  if (!parse_count(s, &v)) {
     die("bad %s: %s", what, s);
   }
   return v;
