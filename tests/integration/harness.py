@@ -17,6 +17,7 @@ Environment:
 import hashlib
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -154,6 +155,41 @@ def _kill_group(proc):
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+
+
+def read_until(stream, needle, timeout):
+    """Reads a binary pipe until |needle| appears; returns what was read, or
+    raises AssertionError after |timeout| seconds or at EOF."""
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    buf = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while needle not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError("no %r within %d s; got %r" % (needle, timeout, buf))
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                raise AssertionError("EOF before %r; got %r" % (needle, buf))
+            buf += chunk
+    finally:
+        sel.close()
+    return buf
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=10):
+    """Stops |proc| with |sig| (SIGKILL after |timeout| s) and closes its pipes."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
 
 
 def wait_for(predicate, timeout, what, poll_interval=0.01):

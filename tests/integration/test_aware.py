@@ -9,53 +9,18 @@ Environment: TLSSHIM_BUILD_DIR (default <repo>/build), TLSSHIM_SOURCE_DIR.
 """
 
 import os
-import selectors
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD_DIR as BUILD, CLI as TLSSHIM, LIB, SOURCE_DIR as TOP  # noqa: E402,E501
+from harness import (BUILD_DIR as BUILD, CLI as TLSSHIM, LIB, SOURCE_DIR as TOP,  # noqa: E402
+                     read_until, stop)
 LINE = "hello from the aware test"
-
-
-def read_until(proc, needle, timeout):
-    """Reads proc.stdout (binary) until |needle| appears; returns what was
-    read, or raises AssertionError after |timeout| seconds or at EOF."""
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    buf = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while needle not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise AssertionError("no %r within %d s; got %r" % (needle, timeout, buf))
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                raise AssertionError("EOF before %r; got %r" % (needle, buf))
-            buf += chunk
-    finally:
-        sel.close()
-    return buf
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for f in (proc.stdin, proc.stdout, proc.stderr):
-        if f is not None:
-            f.close()
 
 
 class Aware(unittest.TestCase):
@@ -148,8 +113,8 @@ log: {level: info}
              "-CAfile", os.path.join(certs, "ca.pem"), "-Verify", "1",
              "-ciphersuites", "TLS_AES_128_GCM_SHA256"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.addCleanup(stop, server)
-        read_until(server, b"ACCEPT", 30)
+        self.addCleanup(stop, server, timeout=5)
+        read_until(server.stdout, b"ACCEPT", 30)
 
         r = self.run_aware(port, self.write_policy(port))
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -157,7 +122,7 @@ log: {level: info}
                          "peer=localhost\n")
         self.assertEqual(r.stderr, "")
         # s_server (which required a client certificate) decrypted the line.
-        read_until(server, LINE.encode(), 30)
+        read_until(server.stdout, LINE.encode(), 30)
         server.wait(timeout=30)
 
     def test_without_shim_plain_listener(self):

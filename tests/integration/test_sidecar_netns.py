@@ -16,7 +16,6 @@ Environment: TLSSHIM_BUILD_DIR (default <repo>/build), TLSSHIM_SOURCE_DIR.
 
 import os
 import re
-import selectors
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import CLI as TLSSHIM, LIB, SOURCE_DIR as TOP  # noqa: E402
+from harness import CLI as TLSSHIM, LIB, SOURCE_DIR as TOP, read_until, stop  # noqa: E402
 sys.path.insert(0, os.path.join(TOP, "examples", "demo"))
 import pcap_check  # noqa: E402  (examples/demo/pcap_check.py)
 
@@ -58,39 +57,6 @@ def delete_stale_namespaces():
         m = re.match(r"(%s(\d+)-[ab])\b" % re.escape(NS_PREFIX), line)
         if m and not os.path.exists("/proc/%s" % m.group(2)):
             delete_namespaces([m.group(1)])
-
-
-def read_until(stream, needle, timeout):
-    """Reads a binary pipe until |needle| appears; raises after |timeout| s or at EOF."""
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    buf = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while needle not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                raise AssertionError("no %r within %d s; got %r" % (needle, timeout, buf))
-            chunk = os.read(stream.fileno(), 65536)
-            if not chunk:
-                raise AssertionError("EOF before %r; got %r" % (needle, buf))
-            buf += chunk
-    finally:
-        sel.close()
-    return buf
-
-
-def stop(proc, sig=signal.SIGTERM):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    for f in (proc.stdin, proc.stdout, proc.stderr):
-        if f is not None:
-            f.close()
 
 
 class SidecarNetns(unittest.TestCase):
