@@ -19,6 +19,7 @@ packages=(
   dpkg-dev xz-utils
   openssl curl socat stunnel4 tcpdump iproute2 python3 strace procps
   util-linux valgrind sslscan
+  nginx redis-server redis-tools memcached
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }

@@ -347,6 +347,23 @@ void epoll_registry_fd_closed(int fd) {
   pthread_mutex_unlock(&instances_lock);
 }
 
+void epoll_registry_rearm(int fd) {
+  if (__atomic_load_n(&live_len, __ATOMIC_RELAXED) == 0) {
+    return;
+  }
+  pthread_mutex_lock(&instances_lock);
+  for (int i = 0; i < live_len; i++) {
+    struct ep_inst *inst = instances[live[i]];
+    pthread_mutex_lock(&inst->lock);
+    if (fd < inst->regs_len && inst->regs[fd] != NULL &&
+        inst->regs[fd]->session != NULL) {
+      enqueue(inst, inst->regs[fd]);
+    }
+    pthread_mutex_unlock(&inst->lock);
+  }
+  pthread_mutex_unlock(&instances_lock);
+}
+
 /* Evaluates |r| and, if ready, appends its event to |out|. Caller holds the
  * instance lock. Returns 1 if delivered. */
 static int evaluate(struct ep_inst *inst, struct ep_reg *r, uint32_t kernel,

@@ -206,6 +206,10 @@ int64_t shim_sock_timeout_ms(int fd, int optname);
  * program had registered it; and |fd| is going away. */
 void epoll_registry_session_created(int fd);
 void epoll_registry_fd_closed(int fd);
+/* epoll_registry_rearm queues every registration of the session |fd| for
+ * evaluation by the next epoll_wait: after a read that left input inside
+ * the shim, for which the kernel will raise no edge. */
+void epoll_registry_rearm(int fd);
 /* epoll_registry_epfd_closed forgets an epoll instance; cheap for any fd. */
 void epoll_registry_epfd_closed(int fd);
 

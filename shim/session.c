@@ -463,7 +463,32 @@ ssize_t session_recv(struct session *s, int fd, void *buf, size_t len,
     pthread_mutex_lock(&s->lock);
     bool nonblock = s->user_nonblock || (flags & MSG_DONTWAIT) != 0;
     ssize_t n = recv_once(s, fd, (char *)buf + got, len - got, peek, &wants);
+    bool more = false;
+    if (n > 0 && !peek && s->kind == SESSION_TLS) {
+      /* Like recv(2), also take what is already here: the records the shim
+       * has received from the kernel and not yet returned. */
+      ssize_t last = n;
+      while (got + (size_t)n < len && s->error == 0 &&
+             tlsconn_in_buffered(s->conn)) {
+        last = recv_once(s, fd, (char *)buf + got + n, len - got - n, false,
+                         &wants);
+        if (last <= 0) {
+          break; /* EAGAIN, or EOF or an error that the next call reports */
+        }
+        n += last;
+      }
+      /* Unless this read ended at the kernel's EAGAIN, input may be left
+       * that no kernel edge will announce: records or plaintext inside the
+       * shim, data still in the kernel that the shim has not read, a
+       * close_notify or an EOF already seen. A program on edge-triggered
+       * epoll that takes a short read for "drained" (nginx does) would
+       * wait for an edge forever: have the next epoll_wait look again. */
+      more = last != -EAGAIN;
+    }
     pthread_mutex_unlock(&s->lock);
+    if (more) {
+      epoll_registry_rearm(fd);
+    }
     if (n > 0) {
       got += (size_t)n;
       if (!waitall || got == len) {

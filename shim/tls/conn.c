@@ -561,6 +561,10 @@ short tlsconn_wants(const struct tlsconn *c) {
   return w;
 }
 
+bool tlsconn_in_buffered(const struct tlsconn *c) {
+  return c->in_off < c->in_len || SSL_has_pending(c->ssl);
+}
+
 bool tlsconn_out_pending(const struct tlsconn *c) {
   return c->out_off < c->out_len;
 }

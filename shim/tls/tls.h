@@ -149,6 +149,12 @@ int tlsconn_pump(struct tlsconn *c);
  * read waits for the peer. */
 short tlsconn_wants(const struct tlsconn *c);
 
+/* tlsconn_in_buffered reports whether a read could make progress without
+ * the kernel: decrypted plaintext, or bytes already received from the
+ * socket that BoringSSL has not processed yet (a further record, a
+ * close_notify). No kernel readiness edge will announce them. */
+bool tlsconn_in_buffered(const struct tlsconn *c);
+
 /* tlsconn_out_pending reports whether the out-buffer holds unsent bytes. */
 bool tlsconn_out_pending(const struct tlsconn *c);
 
