@@ -16,7 +16,7 @@ TSAN_BUILD ?= build-tsan
 # runs in the plain build only.
 SAN_EXCLUDE := integration\.test_(real_peers|passthrough|demo|sidecar_netns|node|examples|examples_traffic|valgrind|symbols|real_servers)$$|^fuzz\.|^bench\.
 # The threaded and event-loop tests, run again under ThreadSanitizer.
-TSAN_TESTS := integration\.test_(io_styles|readiness)$$|^Shim|^Tls
+TSAN_TESTS := integration\.test_(io_styles|readiness|linger)$$|^Shim|^Tls
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")
 CTEST_ARGS ?=
 JOBS       ?= $(shell nproc)

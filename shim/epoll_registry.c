@@ -341,6 +341,9 @@ void epoll_registry_fd_closed(int fd) {
     if (fd < inst->regs_len && inst->regs[fd] != NULL &&
         inst->regs[fd]->session != NULL) {
       remove_reg(inst, fd);
+      /* The socket may outlive the descriptor (a duplicate the program
+       * made, or linger.c's): the program's epoll must not hear of it. */
+      real_epoll_ctl(live[i], EPOLL_CTL_DEL, fd, NULL);
     }
     pthread_mutex_unlock(&inst->lock);
   }

@@ -213,6 +213,10 @@ static void shim_init_once(void) {
   if (fail != NULL) {
     session_fail_every = atoi(fail);
   }
+  const char *linger = secure ? NULL : getenv("TLSSHIM_TEST_LINGER_MS");
+  if (linger != NULL && atoi(linger) > 0) {
+    linger_give_up_ms = atoi(linger);
+  }
   errno = saved;
 }
 

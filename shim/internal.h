@@ -49,6 +49,8 @@ struct session {
   int timeout_ms;
   int fd; /* a descriptor of the session, the one its BIO uses */
   int fd_count; /* descriptors in the table that refer to it */
+  int linger_fd; /* -1, or the duplicate linger.c sends queued output
+                    through after close() or a non-blocking shutdown() */
   struct tlsconn *conn; /* NULL until made (DETECT) */
   struct tls_config *config; /* referenced */
   const struct policy_rule *rule;
@@ -103,6 +105,19 @@ size_t fdtable_count(void);
 /* fdtable_atfork_child resets the table lock in a forked child. */
 void fdtable_atfork_child(void);
 
+/* ---- output queued at close (linger.c) ---- */
+
+/* linger_adopt_locked hands |s|, whose close_notify was queued with output
+ * its socket |fd| has not taken yet, to the linger thread: it sends the
+ * rest through a duplicate of |fd| as the socket drains, then shuts down
+ * the write side. Caller holds s->lock. false: not adopted (no descriptor
+ * or memory), the queued output is lost. */
+bool linger_adopt_locked(struct session *s, int fd);
+/* linger_atfork_child forgets, in a forked child, what the parent's linger
+ * thread goes on sending. Call after the child's session locks are reset. */
+void linger_atfork_child(void);
+extern int linger_give_up_ms; /* test hook TLSSHIM_TEST_LINGER_MS */
+
 /* ---- sessions (session.c) ---- */
 
 /* session_new returns a new session (one reference) or NULL. */
@@ -133,7 +148,10 @@ ssize_t session_send(struct session *s, int fd, const void *buf, size_t len,
  * blocking connect(). Returns 0 or -errno (EPROTO, ETIMEDOUT, ...). */
 int session_handshake_blocking(struct session *s, int fd);
 
-/* session_shutdown_write sends close_notify (shutdown SHUT_WR). */
+/* session_shutdown_write sends close_notify (shutdown SHUT_WR). Returns 0
+ * when the write side may be shut down now, 1 when linger.c will do it
+ * once the queued output is sent (a non-blocking socket that is full), or
+ * -errno. */
 int session_shutdown_write(struct session *s, int fd);
 
 /* session_tcp_connected ends the TCP part of a blocking connect once the

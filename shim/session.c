@@ -82,6 +82,7 @@ struct session *session_new(void) {
   s->refs = 1;
   pthread_mutex_init(&s->lock, NULL);
   s->fd = -1;
+  s->linger_fd = -1;
   s->fd_count = 1; /* the descriptor it is made for */
   return s;
 }
@@ -131,13 +132,19 @@ static void find_other_fd(int fd, struct session *s, void *arg) {
  * process may still be using the connection. Later I/O by a thread that
  * still holds a reference fails with EBADF instead of touching a
  * descriptor number that may already belong to another file. */
-static void say_goodbye_locked(struct session *s) {
+static void say_goodbye_locked(struct session *s, int fd) {
+  bool lingering = s->linger_fd >= 0;
   if (s->conn != NULL && s->kind == SESSION_TLS &&
       (!s->forked || s->io_since_fork) && !s->wr_shutdown &&
       tlsconn_state(s->conn) == TLSCONN_ESTABLISHED) {
-    tlsconn_shutdown(s->conn);
+    s->wr_shutdown = true;
+    if (tlsconn_shutdown(s->conn) == -EAGAIN) {
+      /* The socket is full: what the program wrote last, and the
+       * close_notify behind it, go out from the linger thread. */
+      lingering = linger_adopt_locked(s, fd);
+    }
   }
-  if (s->conn != NULL) {
+  if (s->conn != NULL && !lingering) {
     tlsconn_set_fd(s->conn, -1);
   }
   s->fd = -1;
@@ -151,7 +158,7 @@ void session_detach_fd(struct session *s, int fd) {
   pthread_mutex_lock(&s->lock);
   s->fd_count--;
   if (s->fd_count <= 0) {
-    say_goodbye_locked(s);
+    say_goodbye_locked(s, fd);
     pthread_mutex_unlock(&s->lock);
     return;
   }
@@ -165,7 +172,7 @@ void session_detach_fd(struct session *s, int fd) {
   if (o.found >= 0) {
     pthread_mutex_lock(&s->lock);
     s->fd = o.found;
-    if (s->conn != NULL) {
+    if (s->conn != NULL && s->linger_fd < 0) {
       tlsconn_set_fd(s->conn, o.found);
     }
     pthread_mutex_unlock(&s->lock);
@@ -616,10 +623,18 @@ int session_handshake_blocking(struct session *s, int fd) {
 int session_shutdown_write(struct session *s, int fd) {
   pthread_mutex_lock(&s->lock);
   int r = 0;
-  if (s->kind == SESSION_TLS && s->conn != NULL && !s->wr_shutdown &&
-      tlsconn_state(s->conn) != TLSCONN_FAILED) {
+  if (s->linger_fd >= 0) {
+    r = 1; /* already queued: the FIN follows it */
+  } else if (s->kind == SESSION_TLS && s->conn != NULL && !s->wr_shutdown &&
+             tlsconn_state(s->conn) != TLSCONN_FAILED) {
     s->wr_shutdown = true;
     r = tlsconn_shutdown(s->conn);
+    /* A full non-blocking socket: a FIN now would cut off the output
+     * still queued (the last record written, then close_notify). The
+     * linger thread sends it, then shuts down the write side. */
+    if (r == -EAGAIN && s->user_nonblock && linger_adopt_locked(s, fd)) {
+      r = 1;
+    }
   }
   bool nonblock = s->user_nonblock;
   pthread_mutex_unlock(&s->lock);

@@ -39,6 +39,11 @@ HOOK_EXPORT int shutdown(int fd, int how) {
     r = session_shutdown_write(s, fd);
   }
   session_unref(s);
+  if (r == 1) {
+    /* The linger thread shuts down the write side after the queued
+     * output; the read side (SHUT_RDWR) goes now. */
+    return how == SHUT_RDWR ? real_shutdown(fd, SHUT_RD) : 0;
+  }
   if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
     return (int)hook_ret(saved_errno, r);
   }

@@ -18,6 +18,7 @@ HOOK_EXPORT pid_t fork(void) {
      * moment of fork would never be released. */
     fdtable_atfork_child();
     fdtable_for_each(reinit_lock, NULL);
+    linger_atfork_child();
   }
   return pid;
 }

@@ -569,6 +569,10 @@ bool tlsconn_out_pending(const struct tlsconn *c) {
   return c->out_off < c->out_len;
 }
 
+size_t tlsconn_out_len(const struct tlsconn *c) {
+  return c->out_len - c->out_off;
+}
+
 enum tlsconn_state tlsconn_state(const struct tlsconn *c) { return c->state; }
 
 const char *tlsconn_error(const struct tlsconn *c) {

@@ -157,6 +157,8 @@ bool tlsconn_in_buffered(const struct tlsconn *c);
 
 /* tlsconn_out_pending reports whether the out-buffer holds unsent bytes. */
 bool tlsconn_out_pending(const struct tlsconn *c);
+/* tlsconn_out_len is how many bytes the out-buffer holds. */
+size_t tlsconn_out_len(const struct tlsconn *c);
 
 enum tlsconn_state tlsconn_state(const struct tlsconn *c);
 
