@@ -20,6 +20,7 @@ packages=(
   openssl curl socat stunnel4 tcpdump iproute2 python3 strace procps
   util-linux valgrind sslscan
   nginx redis-server redis-tools memcached
+  openjdk-17-jdk-headless postgresql nmap testssl.sh
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
