@@ -116,6 +116,9 @@ bool linger_adopt_locked(struct session *s, int fd);
 /* linger_atfork_child forgets, in a forked child, what the parent's linger
  * thread goes on sending. Call after the child's session locks are reset. */
 void linger_atfork_child(void);
+/* session_goodbye_at_exit ends |s| (its descriptor |fd|) as close() would,
+ * for exit(): close_notify, and queued output handed to linger.c. */
+void session_goodbye_at_exit(struct session *s, int fd);
 extern int linger_give_up_ms; /* test hook TLSSHIM_TEST_LINGER_MS */
 
 /* ---- sessions (session.c) ---- */

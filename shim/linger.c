@@ -263,9 +263,16 @@ void linger_atfork_child(void) {
   }
 }
 
-/* At exit, as the kernel would after close(), what is still queued goes
- * out first (bounded: a peer that does not read cannot hold the exit). */
+static void goodbye_at_exit(int fd, struct session *s, void *arg) {
+  (void)arg;
+  session_goodbye_at_exit(s, fd);
+}
+
+/* exit() closes what the program left open, and as the kernel would after
+ * close(), what is still queued goes out first (bounded: a peer that does
+ * not read cannot hold the exit). */
 __attribute__((destructor)) static void linger_at_exit(void) {
+  fdtable_for_each(goodbye_at_exit, NULL);
   pthread_mutex_lock(&linger_lock);
   if (count > 0 && running) {
     struct timespec until;

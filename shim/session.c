@@ -154,6 +154,14 @@ static void say_goodbye_locked(struct session *s, int fd) {
   }
 }
 
+void session_goodbye_at_exit(struct session *s, int fd) {
+  pthread_mutex_lock(&s->lock);
+  if (s->fd == fd) { /* once per session, through the descriptor it uses */
+    say_goodbye_locked(s, fd);
+  }
+  pthread_mutex_unlock(&s->lock);
+}
+
 void session_detach_fd(struct session *s, int fd) {
   pthread_mutex_lock(&s->lock);
   s->fd_count--;

@@ -78,6 +78,9 @@ if mode in ("close", "stuck"):
 elif mode == "exit":
     c.close()
     sys.exit(0)                       # at once: the exit waits for the rest
+elif mode == "exit-open":
+    import ctypes
+    ctypes.CDLL(None).exit(0)         # libc's exit, the socket still open
 elif mode == "shutdown":
     c.shutdown(socket.SHUT_WR)
     print("shut", flush=True)
@@ -158,6 +161,16 @@ class Linger(ShimTestCase):
 
     def test_exit_right_after_close(self):
         srv, port = self.start("exit")
+        t = self.connect(port)
+        self.assert_delivered(srv, t)
+        t.close()
+        wait_for(lambda: not srv.alive(), 10, "the server to exit")
+        self.assertEqual(srv.proc.returncode, 0, srv.describe())
+
+    def test_exit_with_the_socket_still_open(self):
+        # exit() closes what the program left open: the rest, then
+        # close_notify, as close() would.
+        srv, port = self.start("exit-open")
         t = self.connect(port)
         self.assert_delivered(srv, t)
         t.close()
