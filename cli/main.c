@@ -50,6 +50,11 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
     if (strcmp(name, commands[i].name) == 0) {
+      if (argc > 2 &&
+          (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
+        cli_usage(stdout);
+        return CLI_EXIT_OK;
+      }
       return commands[i].run(argc - 1, argv + 1);
     }
   }

@@ -54,7 +54,8 @@ struct ep_inst {
 static struct ep_inst *instances[EP_MAX_FD];
 static pthread_mutex_t instances_lock = PTHREAD_MUTEX_INITIALIZER;
 /* The epoll descriptors in use, so that a new or closed session visits
- * only them. Guarded by instances_lock. */
+ * only them. Guarded by instances_lock; live_len is also read without it
+ * (a cheap "no epoll at all"), so it is stored atomically. */
 static int *live;
 static int live_len, live_cap;
 
@@ -68,13 +69,15 @@ static void live_add(int epfd) {
     live = n;
     live_cap = cap;
   }
-  live[live_len++] = epfd;
+  live[live_len] = epfd;
+  __atomic_store_n(&live_len, live_len + 1, __ATOMIC_RELAXED);
 }
 
 static void live_remove(int epfd) {
   for (int i = 0; i < live_len; i++) {
     if (live[i] == epfd) {
-      live[i] = live[--live_len];
+      live[i] = live[live_len - 1];
+      __atomic_store_n(&live_len, live_len - 1, __ATOMIC_RELAXED);
       return;
     }
   }
@@ -333,38 +336,42 @@ void epoll_registry_session_created(int fd) {
   session_unref(s);
 }
 
-void epoll_registry_fd_closed(int fd) {
+/* Calls |fn| on every instance's TLS registration of |fd|, with
+ * instances_lock and the instance's lock held. */
+static void each_tls_reg(int fd,
+                         void (*fn)(struct ep_inst *inst, int epfd, int fd)) {
   pthread_mutex_lock(&instances_lock);
   for (int i = 0; i < live_len; i++) {
     struct ep_inst *inst = instances[live[i]];
     pthread_mutex_lock(&inst->lock);
     if (fd < inst->regs_len && inst->regs[fd] != NULL &&
         inst->regs[fd]->session != NULL) {
-      remove_reg(inst, fd);
-      /* The socket may outlive the descriptor (a duplicate the program
-       * made, or linger.c's): the program's epoll must not hear of it. */
-      real_epoll_ctl(live[i], EPOLL_CTL_DEL, fd, NULL);
+      fn(inst, live[i], fd);
     }
     pthread_mutex_unlock(&inst->lock);
   }
   pthread_mutex_unlock(&instances_lock);
 }
 
+static void forget_reg(struct ep_inst *inst, int epfd, int fd) {
+  remove_reg(inst, fd);
+  /* The socket may outlive the descriptor (a duplicate the program made,
+   * or linger.c's): the program's epoll must not hear of it. */
+  real_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+void epoll_registry_fd_closed(int fd) { each_tls_reg(fd, forget_reg); }
+
+static void requeue_reg(struct ep_inst *inst, int epfd, int fd) {
+  (void)epfd;
+  enqueue(inst, inst->regs[fd]);
+}
+
 void epoll_registry_rearm(int fd) {
   if (__atomic_load_n(&live_len, __ATOMIC_RELAXED) == 0) {
     return;
   }
-  pthread_mutex_lock(&instances_lock);
-  for (int i = 0; i < live_len; i++) {
-    struct ep_inst *inst = instances[live[i]];
-    pthread_mutex_lock(&inst->lock);
-    if (fd < inst->regs_len && inst->regs[fd] != NULL &&
-        inst->regs[fd]->session != NULL) {
-      enqueue(inst, inst->regs[fd]);
-    }
-    pthread_mutex_unlock(&inst->lock);
-  }
-  pthread_mutex_unlock(&instances_lock);
+  each_tls_reg(fd, requeue_reg);
 }
 
 /* Evaluates |r| and, if ready, appends its event to |out|. Caller holds the

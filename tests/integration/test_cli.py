@@ -161,6 +161,14 @@ class TestUsage(unittest.TestCase):
                     "pki init DIR", "version"):
             self.assertIn(cmd, r.stdout)
 
+    def test_help_after_a_command(self):
+        for cmd in ("run", "check", "explain", "pki", "version"):
+            for flag in ("-h", "--help"):
+                r = tlsshim(cmd, flag)
+                self.assertEqual(r.returncode, 0, "%s %s: %s" % (cmd, flag, r.stderr))
+                self.assertTrue(r.stdout.startswith(USAGE_HEAD), r.stdout)
+                self.assertEqual(r.stderr, "")
+
 
 class TestVersion(unittest.TestCase):
     def test_version(self):

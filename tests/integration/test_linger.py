@@ -159,23 +159,21 @@ class Linger(ShimTestCase):
         self.assert_delivered(srv, t)
         t.close()
 
-    def test_exit_right_after_close(self):
-        srv, port = self.start("exit")
+    def exits_cleanly_after_delivering(self, mode):
+        srv, port = self.start(mode)
         t = self.connect(port)
         self.assert_delivered(srv, t)
         t.close()
         wait_for(lambda: not srv.alive(), 10, "the server to exit")
         self.assertEqual(srv.proc.returncode, 0, srv.describe())
 
+    def test_exit_right_after_close(self):
+        self.exits_cleanly_after_delivering("exit")
+
     def test_exit_with_the_socket_still_open(self):
         # exit() closes what the program left open: the rest, then
         # close_notify, as close() would.
-        srv, port = self.start("exit-open")
-        t = self.connect(port)
-        self.assert_delivered(srv, t)
-        t.close()
-        wait_for(lambda: not srv.alive(), 10, "the server to exit")
-        self.assertEqual(srv.proc.returncode, 0, srv.describe())
+        self.exits_cleanly_after_delivering("exit-open")
 
     def test_shutdown_write_keeps_order_and_read_side(self):
         srv, port = self.start("shutdown")
