@@ -368,10 +368,14 @@ static void requeue_reg(struct ep_inst *inst, int epfd, int fd) {
 }
 
 void epoll_registry_rearm(int fd) {
-  if (__atomic_load_n(&live_len, __ATOMIC_RELAXED) == 0) {
+  if (!epoll_registry_in_use()) {
     return;
   }
   each_tls_reg(fd, requeue_reg);
+}
+
+bool epoll_registry_in_use(void) {
+  return __atomic_load_n(&live_len, __ATOMIC_RELAXED) > 0;
 }
 
 /* Evaluates |r| and, if ready, appends its event to |out|. Caller holds the

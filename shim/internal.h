@@ -231,6 +231,8 @@ void epoll_registry_fd_closed(int fd);
  * evaluation by the next epoll_wait: after a read that left input inside
  * the shim, for which the kernel will raise no edge. */
 void epoll_registry_rearm(int fd);
+/* epoll_registry_in_use reports whether the process has an epoll instance. */
+bool epoll_registry_in_use(void);
 /* epoll_registry_epfd_closed forgets an epoll instance; cheap for any fd. */
 void epoll_registry_epfd_closed(int fd);
 

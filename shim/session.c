@@ -256,12 +256,9 @@ static int session_fail(struct session *s, int err, const char *reason) {
       why = buf;
     }
     struct log_event ev = {
-        /* A handshake or verification failure is a warning even when it
-         * comes after the client thought it was done (TLS 1.3 client
-         * certificates are refused after the client's Finished). */
-        .level = handshaking || err == -EPROTO || err == -ETIMEDOUT
-                     ? POLICY_LOG_WARN
-                     : POLICY_LOG_INFO,
+        /* Every failure is a warning (SPEC 8: the warn level shows
+         * failures), a peer's reset after the handshake included. */
+        .level = POLICY_LOG_WARN,
         .event = "failed",
         .direction = dir_name(s),
         .rule = s->rule_name,
@@ -477,14 +474,20 @@ ssize_t session_recv(struct session *s, int fd, void *buf, size_t len,
     short wants;
     pthread_mutex_lock(&s->lock);
     bool nonblock = s->user_nonblock || (flags & MSG_DONTWAIT) != 0;
+    unsigned mark = s->conn != NULL ? tlsconn_read_mark(s->conn) : 0;
     ssize_t n = recv_once(s, fd, (char *)buf + got, len - got, peek, &wants);
     bool more = false;
     if (n > 0 && !peek && s->kind == SESSION_TLS) {
       /* Like recv(2), also take what is already here: the records the shim
-       * has received from the kernel and not yet returned. */
+       * has received from the kernel and not yet returned and, if the
+       * program uses epoll, what the kernel still holds. A program on
+       * edge-triggered epoll takes a short read for "drained" (nginx
+       * does), and the kernel owes no edge for bytes the shim took. */
+      bool epoll = epoll_registry_in_use();
       ssize_t last = n;
       while (got + (size_t)n < len && s->error == 0 &&
-             tlsconn_in_buffered(s->conn)) {
+             (tlsconn_in_buffered(s->conn) ||
+              (epoll && !tlsconn_drained_since(s->conn, mark)))) {
         last = recv_once(s, fd, (char *)buf + got + n, len - got - n, false,
                          &wants);
         if (last <= 0) {
@@ -492,13 +495,13 @@ ssize_t session_recv(struct session *s, int fd, void *buf, size_t len,
         }
         n += last;
       }
-      /* Unless this read ended at the kernel's EAGAIN, input may be left
-       * that no kernel edge will announce: records or plaintext inside the
-       * shim, data still in the kernel that the shim has not read, a
-       * close_notify or an EOF already seen. A program on edge-triggered
-       * epoll that takes a short read for "drained" (nginx does) would
-       * wait for an edge forever: have the next epoll_wait look again. */
-      more = last != -EAGAIN;
+      /* Have the next epoll_wait look again when input may be left that no
+       * kernel edge will announce: after a read that filled the buffer
+       * (the rest may be inside the shim already; nginx's proxy stalled
+       * without this), or that ended at EOF or an error still to report.
+       * A read that found the kernel drained during this call is owed an
+       * edge for whatever came after. */
+      more = epoll && (last <= 0 ? last != -EAGAIN : got + (size_t)n == len);
     }
     pthread_mutex_unlock(&s->lock);
     if (more) {

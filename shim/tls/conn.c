@@ -87,6 +87,8 @@ static int tls_bio_read(BIO *bio, char *out, int out_len) {
     do {
       n = real_recv(c->fd, c->in, TLS_READ_AHEAD, 0);
     } while (n < 0 && errno == EINTR);
+    c->kernel_drained = n < TLS_READ_AHEAD;
+    c->kernel_reads++;
     if (n <= 0) {
       int e = errno;
       tls_in_release(c);
@@ -560,6 +562,12 @@ short tlsconn_wants(const struct tlsconn *c) {
   }
   return w;
 }
+
+bool tlsconn_drained_since(const struct tlsconn *c, unsigned mark) {
+  return c->kernel_reads != mark && c->kernel_drained;
+}
+
+unsigned tlsconn_read_mark(const struct tlsconn *c) { return c->kernel_reads; }
 
 bool tlsconn_in_buffered(const struct tlsconn *c) {
   return c->in_off < c->in_len || SSL_has_pending(c->ssl);

@@ -90,6 +90,8 @@ struct tlsconn {
   size_t in_off, in_len;
   bool in_keep; /* the last refill was full: keep the buffer when drained */
   bool eof;     /* recv() returned 0 */
+  bool kernel_drained; /* the last recv() was short, EAGAIN or EOF */
+  unsigned kernel_reads; /* recv() calls so far */
   int sock_err; /* errno of a failed recv()/send(), 0 if none */
 
   /* Record framing of the incoming stream, to tell a clean EOF (at a record

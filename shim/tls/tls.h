@@ -154,6 +154,12 @@ short tlsconn_wants(const struct tlsconn *c);
  * socket that BoringSSL has not processed yet (a further record, a
  * close_notify). No kernel readiness edge will announce them. */
 bool tlsconn_in_buffered(const struct tlsconn *c);
+/* tlsconn_drained_since reports whether the socket was read since
+ * tlsconn_read_mark returned |mark| and its last read came back short,
+ * empty or with EAGAIN: the kernel had nothing more then, so whatever
+ * arrives later raises a new readiness edge. */
+bool tlsconn_drained_since(const struct tlsconn *c, unsigned mark);
+unsigned tlsconn_read_mark(const struct tlsconn *c);
 
 /* tlsconn_out_pending reports whether the out-buffer holds unsent bytes. */
 bool tlsconn_out_pending(const struct tlsconn *c);
