@@ -39,37 +39,34 @@ c.setblocking(False)
 pattern = bytes((i * 7) % 251 for i in range(1 << 17))
 h = hashlib.sha256()
 off = 0
+
+
+def send_some():  # one write; False when the socket refuses it (EAGAIN)
+    global off
+    try:
+        n = c.send(pattern[off % 65536:off % 65536 + 65536])
+    except BlockingIOError:
+        return False
+    h.update(pattern[off % 65536:off % 65536 + n])
+    off += n
+    return True
+
+
 # Write until the socket is full (EAGAIN after data): the last record the
 # writes accepted is then, most likely, only partly in the kernel.
 while True:
     if off == 0:
         select.select([], [c], [], 10)  # the handshake
-    try:
-        n = c.send(pattern[off % 65536:off % 65536 + 65536])
-    except BlockingIOError:
-        if off > 0:
-            break
-        continue
-    h.update(pattern[off % 65536:off % 65536 + n])
-    off += n
+    if not send_some() and off > 0:
+        break
 if mode == "stuck":
     # Until the socket stays full: the peer has stopped taking anything.
     while select.select([], [c], [], 0.3)[1]:
-        try:
-            n = c.send(pattern[off % 65536:off % 65536 + 65536])
-        except BlockingIOError:
-            continue
-        h.update(pattern[off % 65536:off % 65536 + n])
-        off += n
+        send_some()
     # The socket no longer polls writable but may still take some: write
     # until it refuses, leaving the rest of the last record inside the shim.
-    while True:
-        try:
-            n = c.send(pattern[off % 65536:off % 65536 + 65536])
-        except BlockingIOError:
-            break
-        h.update(pattern[off % 65536:off % 65536 + n])
-        off += n
+    while send_some():
+        pass
 print("wrote %d %s" % (off, h.hexdigest()), flush=True)
 if mode in ("close", "stuck"):
     c.close()
