@@ -119,6 +119,8 @@ void linger_atfork_child(void);
 /* session_goodbye_at_exit ends |s| (its descriptor |fd|) as close() would,
  * for exit(): close_notify, and queued output handed to linger.c. */
 void session_goodbye_at_exit(struct session *s, int fd);
+/* session_log_failed logs a `failed` event of |s| with reason |why|. */
+void session_log_failed(const struct session *s, const char *why);
 extern int linger_give_up_ms; /* test hook TLSSHIM_TEST_LINGER_MS */
 
 /* ---- sessions (session.c) ---- */
@@ -228,8 +230,9 @@ int64_t shim_sock_timeout_ms(int fd, int optname);
 void epoll_registry_session_created(int fd);
 void epoll_registry_fd_closed(int fd);
 /* epoll_registry_rearm queues every registration of the session |fd| for
- * evaluation by the next epoll_wait: after a read that left input inside
- * the shim, for which the kernel will raise no edge. */
+ * evaluation by the next epoll_wait: after a read that may have left input
+ * inside the shim (a full read, or one that ended at EOF or an error), for
+ * which the kernel will raise no edge. */
 void epoll_registry_rearm(int fd);
 /* epoll_registry_in_use reports whether the process has an epoll instance. */
 bool epoll_registry_in_use(void);

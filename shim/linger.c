@@ -33,7 +33,6 @@
 
 #include "shim/internal.h"
 #include "shim/libc.h"
-#include "shim/log.h"
 #include "shim/tls/tls.h"
 
 #define LINGER_MS 30000
@@ -72,15 +71,6 @@ static bool linger_step(const struct linger_entry *e, int64_t now) {
       real_shutdown(e->fd, SHUT_WR);
     } else {
       size_t left = tlsconn_out_len(s->conn);
-      struct log_event ev = {
-          .level = POLICY_LOG_WARN,
-          .event = "failed",
-          .direction = s->is_server ? "inbound" : "outbound",
-          .rule = s->rule_name,
-          .local = s->local,
-          .peer = s->peer,
-          .resumed = -1,
-      };
       char why[160];
       if (r == -EAGAIN) {
         snprintf(why, sizeof(why),
@@ -92,8 +82,7 @@ static bool linger_step(const struct linger_entry *e, int64_t now) {
                  "%zu bytes written before close not delivered: %s", left,
                  strerror(-r));
       }
-      ev.reason = why;
-      log_emit(&ev);
+      session_log_failed(s, why);
     }
     s->linger_fd = -1;
     /* The program's descriptor, if it still has one; -1 once closed. */

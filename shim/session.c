@@ -255,22 +255,26 @@ static int session_fail(struct session *s, int err, const char *reason) {
       snprintf(buf, sizeof(buf), "%s", strerror(-err));
       why = buf;
     }
-    struct log_event ev = {
-        /* Every failure is a warning (SPEC 8: the warn level shows
-         * failures), a peer's reset after the handshake included. */
-        .level = POLICY_LOG_WARN,
-        .event = "failed",
-        .direction = dir_name(s),
-        .rule = s->rule_name,
-        .local = s->local,
-        .peer = s->peer,
-        .name = s->name,
-        .resumed = -1,
-        .reason = why,
-    };
-    log_emit(&ev);
+    session_log_failed(s, why);
   }
   return s->error;
+}
+
+void session_log_failed(const struct session *s, const char *why) {
+  struct log_event ev = {
+      /* Every failure is a warning (SPEC 8: the warn level shows
+       * failures), a peer's reset after the handshake included. */
+      .level = POLICY_LOG_WARN,
+      .event = "failed",
+      .direction = dir_name(s),
+      .rule = s->rule_name,
+      .local = s->local,
+      .peer = s->peer,
+      .name = s->name,
+      .resumed = -1,
+      .reason = why,
+  };
+  log_emit(&ev);
 }
 
 /* Sets the handshake deadline on first use; fails the session when it has

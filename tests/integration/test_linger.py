@@ -148,12 +148,18 @@ class Linger(ShimTestCase):
         self.assertEqual(sha, want_sha, "content\n" + srv.describe())
         self.assertNotIn('"failed"', srv.log(), srv.describe())
 
-    def test_close_with_output_queued(self):
-        srv, port = self.start("close")
+    def delivered_after(self, mode, marker, what):
+        """Starts the server in |mode|, waits until it prints |marker|,
+        then reads and checks everything; returns the server and the
+        client's socket."""
+        srv, port = self.start(mode)
         t = self.connect(port)
-        wait_for(lambda: "closed" in srv.stdout() or not srv.alive(), 20,
-                 "the server to close its connection")
+        wait_for(lambda: marker in srv.stdout() or not srv.alive(), 20, what)
         self.assert_delivered(srv, t)
+        return srv, t
+
+    def test_close_with_output_queued(self):
+        _, t = self.delivered_after("close", "closed", "the server to close its connection")
         t.close()
 
     def exits_cleanly_after_delivering(self, mode):
@@ -173,11 +179,8 @@ class Linger(ShimTestCase):
         self.exits_cleanly_after_delivering("exit-open")
 
     def test_shutdown_write_keeps_order_and_read_side(self):
-        srv, port = self.start("shutdown")
-        t = self.connect(port)
-        wait_for(lambda: "shut" in srv.stdout() or not srv.alive(), 20,
-                 "the server to shut down its write side")
-        self.assert_delivered(srv, t)
+        srv, t = self.delivered_after("shutdown", "shut",
+                                      "the server to shut down its write side")
         # The read side stays open: the server reads our answer, then EOF.
         t.sendall(b"bye")
         t.unwrap()
