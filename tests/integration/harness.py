@@ -14,6 +14,7 @@ Environment:
                        with the TLS parts off, to check programs and harness.
 """
 
+import glob
 import hashlib
 import json
 import os
@@ -190,6 +191,25 @@ def stop(proc, sig=signal.SIGTERM, timeout=10):
     for f in (proc.stdin, proc.stdout, proc.stderr):
         if f is not None:
             f.close()
+
+
+def find_program(name, packages, candidates=()):
+    """The path of |name|: on PATH, else in the sbin folders (which a
+    non-root PATH may lack), else the newest match of the first of the glob
+    patterns |candidates| that matches. Fails, never skips, when it is not
+    installed, naming the Debian |packages| that scripts/setup.sh installs."""
+    p = shutil.which(name)
+    if p is None:
+        sbins = [os.path.join(d, name) for d in ("/usr/sbin", "/sbin", "/usr/local/sbin")]
+        for pattern in sbins + list(candidates):
+            hits = sorted(glob.glob(pattern))
+            if hits:
+                p = hits[-1]
+                break
+    if p is None or not os.access(p, os.X_OK):
+        raise AssertionError("%s is not installed: run scripts/setup.sh (it installs the "
+                             "Debian packages %s)" % (name, packages))
+    return p
 
 
 def wait_for(predicate, timeout, what, poll_interval=0.01):

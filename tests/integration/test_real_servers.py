@@ -22,7 +22,6 @@ message to run scripts/setup.sh."""
 
 import hashlib
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -41,19 +40,8 @@ BIG = 5 << 20  # the large static file
 
 
 def find_program(name):
-    """The path of |name| (also in the sbin folders, which a non-root PATH
-    may lack); fails, never skips, when it is not installed."""
-    p = shutil.which(name)
-    if p is None:
-        for d in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
-            if os.access(os.path.join(d, name), os.X_OK):
-                p = os.path.join(d, name)
-                break
-    if p is None:
-        raise AssertionError("%s is not installed: run scripts/setup.sh (it installs the "
-                             "Debian packages nginx, redis-server, redis-tools, memcached, "
-                             "curl and openssl)" % name)
-    return p
+    return harness.find_program(name, "nginx, redis-server, redis-tools, memcached, "
+                                "curl and openssl")
 
 
 def listening(port):

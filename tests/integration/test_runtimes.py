@@ -49,19 +49,8 @@ PY = sys.executable or "python3"
 
 
 def find_program(name, candidates=()):
-    """The path of |name|; fails, never skips, when it is not installed."""
-    p = shutil.which(name)
-    if p is None:
-        for c in candidates:
-            hits = sorted(glob.glob(c))
-            if hits:
-                p = hits[-1]
-                break
-    if p is None or not os.access(p, os.X_OK):
-        raise AssertionError("%s is not installed: run scripts/setup.sh (it installs the "
-                             "Debian packages openjdk-17-jdk-headless, postgresql, nmap, "
-                             "testssl.sh and openssl)" % name)
-    return p
+    return harness.find_program(name, "openjdk-17-jdk-headless, postgresql, nmap, "
+                                "testssl.sh and openssl", candidates)
 
 
 def count_events(log_text, event, **fields):
