@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,8 +25,10 @@ bool shim_sockaddr_to_endpoint(const struct sockaddr *sa, socklen_t len,
     *port = ntohs(in->sin_port);
     return true;
   }
+  /* The kernel takes an IPv6 address without sin6_scope_id (RFC 2133's
+   * 24 bytes) as well as the full 28. */
   if (sa->sa_family == AF_INET6 &&
-      len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+      len >= (socklen_t)offsetof(struct sockaddr_in6, sin6_scope_id)) {
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
     memcpy(addr, &in6->sin6_addr, 16);
     *port = ntohs(in6->sin6_port);
@@ -51,7 +54,8 @@ void shim_format_endpoint(const uint8_t addr[16], uint16_t port, char *out,
   join_host_port(text, port, out, out_len);
 }
 
-/* Only TCP sockets are ever TLS. */
+/* Only TCP sockets are ever TLS; MPTCP (which mptcpize and system MPTCP
+ * policies give programs that asked for TCP) is TCP to the program. */
 static bool is_tcp_socket(int fd) {
   int type = 0, proto = 0;
   socklen_t len = sizeof(type);
@@ -63,7 +67,21 @@ static bool is_tcp_socket(int fd) {
   if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len) != 0) {
     return false;
   }
-  return proto == IPPROTO_TCP;
+  return proto == IPPROTO_TCP || proto == IPPROTO_MPTCP;
+}
+
+/* The address a connect() reaches, as the kernel treats it: 0.0.0.0 and ::
+ * (also ::ffff:0.0.0.0) connect to the local host, 127.0.0.1 and ::1. An
+ * IPv4-mapped address is already the IPv4 address in the policy's form. */
+static void connect_target(uint8_t addr[16]) {
+  static const uint8_t any6[16] = {0};
+  static const uint8_t any4[16] = {[10] = 0xff, [11] = 0xff};
+  if (memcmp(addr, any6, 16) == 0) {
+    addr[15] = 1;
+  } else if (memcmp(addr, any4, 16) == 0) {
+    addr[12] = 127;
+    addr[15] = 1;
+  }
 }
 
 static void log_decision(enum policy_log_level level, const char *event,
@@ -116,6 +134,35 @@ static int apply_action(struct tls_config *cfg, const struct policy_rule *rule,
   return 0;
 }
 
+/* The first rule, in file order, that matches the dialled address with
+ * any name resolved to it (this thread's latest first): a later lookup of
+ * another name to the same address adds a candidate and never takes a
+ * rule away. |name| gets the candidate that matched (or this thread's
+ * latest), "" with none. */
+static const struct policy_rule *match_outbound(const struct policy *p,
+                                                const uint8_t addr[16],
+                                                uint16_t port, char *name) {
+  char cand[NAMES_MAX_CANDIDATES][256];
+  size_t n = names_candidates(addr, cand, NAMES_MAX_CANDIDATES);
+  struct policy_endpoint ep = {.port = port, .name = NULL};
+  memcpy(ep.addr, addr, 16);
+  if (n == 0) {
+    return policy_match(p, POLICY_OUTBOUND, &ep);
+  }
+  const struct policy_rule *best = NULL;
+  size_t best_i = 0;
+  for (size_t i = 0; i < n; i++) {
+    ep.name = cand[i];
+    const struct policy_rule *r = policy_match(p, POLICY_OUTBOUND, &ep);
+    if (r != NULL && (best == NULL || r->index < best->index)) {
+      best = r;
+      best_i = i;
+    }
+  }
+  snprintf(name, 256, "%s", cand[best_i]);
+  return best;
+}
+
 int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
                          struct session **out_session) {
   *out_session = NULL;
@@ -125,16 +172,14 @@ int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
       !is_tcp_socket(fd)) {
     return 0;
   }
+  connect_target(peer_addr);
   struct tls_config *cfg = shim_config_acquire();
   if (cfg == NULL) {
     return 0;
   }
   const struct policy *p = tls_config_policy(cfg);
   char name[256] = "";
-  names_lookup(peer_addr, name, sizeof(name));
-  struct policy_endpoint ep = {.port = port, .name = name[0] ? name : NULL};
-  memcpy(ep.addr, peer_addr, 16);
-  const struct policy_rule *rule = policy_match(p, POLICY_OUTBOUND, &ep);
+  const struct policy_rule *rule = match_outbound(p, peer_addr, port, name);
   char ip[64], peer[64];
   policy_format_address(peer_addr, ip, sizeof(ip));
   join_host_port(ip, port, peer, sizeof(peer));

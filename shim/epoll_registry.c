@@ -142,6 +142,46 @@ void epoll_registry_epfd_closed(int fd) {
   }
 }
 
+void epoll_registry_atfork(enum shim_fork_phase phase) {
+  if (phase == SHIM_FORK_PREPARE) {
+    pthread_mutex_lock(&instances_lock);
+    for (int i = 0; i < live_len; i++) {
+      pthread_mutex_lock(&instances[live[i]]->lock);
+    }
+    return;
+  }
+  if (phase == SHIM_FORK_PARENT) {
+    for (int i = 0; i < live_len; i++) {
+      pthread_mutex_unlock(&instances[live[i]]->lock);
+    }
+    pthread_mutex_unlock(&instances_lock);
+    return;
+  }
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  instances_lock = fresh;
+  for (int i = 0; i < live_len; i++) {
+    instances[live[i]]->lock = fresh;
+  }
+}
+
+void epoll_registry_epfds_closed(unsigned first, unsigned last) {
+  for (;;) {
+    int found = -1;
+    pthread_mutex_lock(&instances_lock);
+    for (int i = 0; i < live_len; i++) {
+      if ((unsigned)live[i] >= first && (unsigned)live[i] <= last) {
+        found = live[i];
+        break;
+      }
+    }
+    pthread_mutex_unlock(&instances_lock);
+    if (found < 0) {
+      return;
+    }
+    epoll_registry_epfd_closed(found);
+  }
+}
+
 static void enqueue(struct ep_inst *inst, struct ep_reg *r) {
   if (r->queued || r->disabled) {
     return;

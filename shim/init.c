@@ -157,6 +157,7 @@ static void die_config(const struct policy_diag *err) {
 static void shim_init_once(void) {
   int saved = errno;
   libc_resolve_all();
+  shim_atfork_install();
   tls_global_init();
   bool secure = getauxval(AT_SECURE) != 0;
   const char *path = secure ? NULL : getenv("TLSSHIM_POLICY");
@@ -212,6 +213,10 @@ static void shim_init_once(void) {
   const char *fail = secure ? NULL : getenv("TLSSHIM_TEST_FAIL_SESSIONS");
   if (fail != NULL) {
     session_fail_every = atoi(fail);
+  }
+  const char *fail_fd = secure ? NULL : getenv("TLSSHIM_TEST_FAIL_FDTABLE");
+  if (fail_fd != NULL) {
+    fdtable_fail_every = atoi(fail_fd);
   }
   const char *linger = secure ? NULL : getenv("TLSSHIM_TEST_LINGER_MS");
   if (linger != NULL && atoi(linger) > 0) {
@@ -277,6 +282,17 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
  * decision if another library's constructor makes one first: a selected
  * connection is never let through as plaintext for want of a policy. */
 void shim_init(void) { pthread_once(&init_once, shim_init_once); }
+
+void shim_config_atfork(enum shim_fork_phase phase) {
+  if (phase == SHIM_FORK_PREPARE) {
+    pthread_mutex_lock(&cfg_lock);
+  } else if (phase == SHIM_FORK_PARENT) {
+    pthread_mutex_unlock(&cfg_lock);
+  } else {
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    cfg_lock = fresh;
+  }
+}
 
 struct tls_config *shim_config_acquire(void) {
   if (!__atomic_load_n(&initialised, __ATOMIC_ACQUIRE)) {

@@ -29,6 +29,7 @@ enum session_kind {
   SESSION_DETECT,      /* permissive: waiting for the first bytes */
   SESSION_PLAIN,       /* permissive that decided plaintext */
   SESSION_EXEC_DEAD,   /* was TLS before exec: every I/O fails EPROTO */
+  SESSION_BUSY,        /* session_busy: see shim_lock_depth */
 };
 
 struct session {
@@ -59,6 +60,44 @@ struct session {
   char name[256]; /* verified name (outbound) or "" */
 };
 
+/* ---- signal safety ----
+ * shim_lock_depth counts the session locks and the fd table lock this
+ * thread holds or is taking. A hook that finds it above zero runs inside
+ * a signal handler that interrupted the shim on this thread (the shim
+ * calls no hook while it holds a lock), where taking any of them could
+ * deadlock: fdtable_get then returns session_busy, on which reads and
+ * writes fail with EAGAIN, and close() is deferred (close.c) until the
+ * interrupted code lets go of its last lock. */
+extern __thread int shim_lock_depth __attribute__((tls_model("initial-exec")));
+extern __thread int session_deferred_count
+    __attribute__((tls_model("initial-exec")));
+extern struct session session_busy;
+/* session_run_deferred runs the closes deferred on this thread. */
+void session_run_deferred(void);
+/* session_defer_close defers close(|fd|) on this thread: false if the
+ * list is full. |fn| does the close later. */
+bool session_defer_close(int fd, void (*fn)(int fd));
+
+static inline void shim_lock_enter(void) {
+  shim_lock_depth++;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+static inline void shim_lock_leave(void) {
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  if (--shim_lock_depth == 0 &&
+      __builtin_expect(session_deferred_count != 0, 0)) {
+    session_run_deferred();
+  }
+}
+static inline void session_lock(struct session *s) {
+  shim_lock_enter();
+  pthread_mutex_lock(&s->lock);
+}
+static inline void session_unlock(struct session *s) {
+  pthread_mutex_unlock(&s->lock);
+  shim_lock_leave();
+}
+
 /* ---- time ---- */
 int64_t shim_now_ms(void);
 
@@ -87,8 +126,10 @@ bool fdtable_maybe(int fd);
 struct session *fdtable_get(int fd);
 
 /* fdtable_set makes |fd| refer to |s| (taking a new reference); an old
- * session on |fd| is released. */
-void fdtable_set(int fd, struct session *s);
+ * session on |fd| is released. Returns 0, or -ENOMEM when no entry could
+ * be made (|fd| is then unchanged: the caller fails its call closed). */
+int fdtable_set(int fd, struct session *s);
+extern int fdtable_fail_every; /* test hook, see fdtable.c */
 
 /* fdtable_take removes |fd| and returns its session (whose reference passes
  * to the caller), or NULL. */
@@ -99,11 +140,30 @@ struct session *fdtable_take(int fd);
 void fdtable_for_each(void (*fn)(int fd, struct session *s, void *arg),
                       void *arg);
 
+/* fdtable_hint_fastopen marks |fd|, not a session, as a socket with
+ * TCP_FASTOPEN_CONNECT, so that its sendto/sendmsg take the slow path that
+ * decides the connection the kernel would make; fdtable_take clears it. */
+void fdtable_hint_fastopen(int fd);
+bool fdtable_fastopen_hinted(int fd);
+
+/* fdtable_first_in_range returns the lowest session descriptor in
+ * [first, last], or -1 (close_range, closefrom). */
+int fdtable_first_in_range(unsigned first, unsigned last);
+
 /* fdtable_count returns how many descriptors are sessions. */
 size_t fdtable_count(void);
 
-/* fdtable_atfork_child resets the table lock in a forked child. */
-void fdtable_atfork_child(void);
+/* ---- fork (atfork.c) ----
+ * Each module's part of the fork handlers: PREPARE takes its locks, PARENT
+ * releases them, CHILD makes them new. shim_atfork_install registers the
+ * handlers (once, from shim_init), which call them in a fixed order. */
+enum shim_fork_phase { SHIM_FORK_PREPARE, SHIM_FORK_PARENT, SHIM_FORK_CHILD };
+void shim_atfork_install(void);
+void shim_config_atfork(enum shim_fork_phase phase);
+void names_atfork(enum shim_fork_phase phase);
+void epoll_registry_atfork(enum shim_fork_phase phase);
+void fdtable_atfork(enum shim_fork_phase phase);
+void linger_atfork(enum shim_fork_phase phase);
 
 /* ---- output queued at close (linger.c) ---- */
 
@@ -113,9 +173,9 @@ void fdtable_atfork_child(void);
  * the write side. Caller holds s->lock. false: not adopted (no descriptor
  * or memory), the queued output is lost. */
 bool linger_adopt_locked(struct session *s, int fd);
-/* linger_atfork_child forgets, in a forked child, what the parent's linger
- * thread goes on sending. Call after the child's session locks are reset. */
-void linger_atfork_child(void);
+/* linger_atfork (CHILD) forgets, in a forked child, what the parent's
+ * linger thread goes on sending. Call after the child's session locks are
+ * reset. */
 /* session_goodbye_at_exit ends |s| (its descriptor |fd|) as close() would,
  * for exit(): close_notify, and queued output handed to linger.c. */
 void session_goodbye_at_exit(struct session *s, int fd);
@@ -202,9 +262,14 @@ int shim_decide_inbound(int fd, struct session **out_session);
 
 /* ---- host names the program resolved (names.c) ---- */
 void names_remember(const uint8_t addr[16], const char *name);
-/* names_lookup copies the latest name resolved to |addr| into |out|;
- * returns false if none. */
-bool names_lookup(const uint8_t addr[16], char *out, size_t out_len);
+/* names_candidates copies into |out| up to |max| (at most
+ * NAMES_MAX_CANDIDATES) names resolved to |addr|: the one this thread
+ * resolved most recently first, then the others, most recent first.
+ * Returns the count. */
+#define NAMES_MAX_CANDIDATES 8
+size_t names_candidates(const uint8_t addr[16], char (*out)[256],
+                        size_t max);
+
 
 /* ---- helpers ---- */
 
@@ -238,6 +303,8 @@ void epoll_registry_rearm(int fd);
 bool epoll_registry_in_use(void);
 /* epoll_registry_epfd_closed forgets an epoll instance; cheap for any fd. */
 void epoll_registry_epfd_closed(int fd);
+/* epoll_registry_epfds_closed forgets the instances in [first, last]. */
+void epoll_registry_epfds_closed(unsigned first, unsigned last);
 
 /* exec (exec.c): descriptors that were TLS before exec. */
 void exec_restore_dead_fds(void);

@@ -7,6 +7,7 @@
 #ifndef TLSSHIM_SHIM_LIBC_H
 #define TLSSHIM_SHIM_LIBC_H
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
@@ -44,6 +45,27 @@ extern "C" {
   X(sendmsg, ssize_t, (int, const struct msghdr *, int))                       \
   X(sendfile, ssize_t, (int, int, off_t *, size_t))                            \
   X(sendfile64, ssize_t, (int, int, off64_t *, size_t))                        \
+  X(sendmmsg, int, (int, struct mmsghdr *, unsigned int, int))                 \
+  X(recvmmsg, int,                                                             \
+    (int, struct mmsghdr *, unsigned int, int, struct timespec *))             \
+  X(pread, ssize_t, (int, void *, size_t, off_t))                              \
+  X(pread64, ssize_t, (int, void *, size_t, off64_t))                          \
+  X(pwrite, ssize_t, (int, const void *, size_t, off_t))                       \
+  X(pwrite64, ssize_t, (int, const void *, size_t, off64_t))                   \
+  X(preadv, ssize_t, (int, const struct iovec *, int, off_t))                  \
+  X(preadv64, ssize_t, (int, const struct iovec *, int, off64_t))              \
+  X(pwritev, ssize_t, (int, const struct iovec *, int, off_t))                 \
+  X(pwritev64, ssize_t, (int, const struct iovec *, int, off64_t))             \
+  X(preadv2, ssize_t, (int, const struct iovec *, int, off_t, int))            \
+  X(preadv64v2, ssize_t, (int, const struct iovec *, int, off64_t, int))       \
+  X(pwritev2, ssize_t, (int, const struct iovec *, int, off_t, int))           \
+  X(pwritev64v2, ssize_t, (int, const struct iovec *, int, off64_t, int))      \
+  X(splice, ssize_t, (int, off64_t *, int, off64_t *, size_t, unsigned int))   \
+  X(tee, ssize_t, (int, int, size_t, unsigned int))                            \
+  X(copy_file_range, ssize_t, (int, off64_t *, int, off64_t *, size_t,         \
+                               unsigned int))                                  \
+  X(close_range, int, (unsigned int, unsigned int, int))                       \
+  X(closefrom, void, (int))                                                    \
   X(close, int, (int))                                                         \
   X(shutdown, int, (int, int))                                                 \
   X(dup, int, (int))                                                           \
@@ -116,6 +138,25 @@ LIBC_CALLS(LIBC_DECLARE)
 #define real_sendmsg REAL(sendmsg)
 #define real_sendfile REAL(sendfile)
 #define real_sendfile64 REAL(sendfile64)
+#define real_sendmmsg REAL(sendmmsg)
+#define real_recvmmsg REAL(recvmmsg)
+#define real_pread REAL(pread)
+#define real_pread64 REAL(pread64)
+#define real_pwrite REAL(pwrite)
+#define real_pwrite64 REAL(pwrite64)
+#define real_preadv REAL(preadv)
+#define real_preadv64 REAL(preadv64)
+#define real_pwritev REAL(pwritev)
+#define real_pwritev64 REAL(pwritev64)
+#define real_preadv2 REAL(preadv2)
+#define real_preadv64v2 REAL(preadv64v2)
+#define real_pwritev2 REAL(pwritev2)
+#define real_pwritev64v2 REAL(pwritev64v2)
+#define real_splice REAL(splice)
+#define real_tee REAL(tee)
+#define real_copy_file_range REAL(copy_file_range)
+#define real_close_range REAL(close_range)
+#define real_closefrom REAL(closefrom)
 #define real_close REAL(close)
 #define real_shutdown REAL(shutdown)
 #define real_dup REAL(dup)

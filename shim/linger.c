@@ -63,7 +63,7 @@ static void wake_thread(void) {
  * done: everything sent (and the FIN after it), or given up on. */
 static bool linger_step(const struct linger_entry *e, int64_t now) {
   struct session *s = e->s;
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   int r = tlsconn_flush(s->conn);
   bool done = r != -EAGAIN || now >= e->deadline_ms;
   if (done) {
@@ -88,7 +88,7 @@ static bool linger_step(const struct linger_entry *e, int64_t now) {
     /* The program's descriptor, if it still has one; -1 once closed. */
     tlsconn_set_fd(s->conn, s->fd);
   }
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   if (done) {
     real_close(e->fd);
   }
@@ -228,7 +228,15 @@ bool linger_adopt_locked(struct session *s, int fd) {
   return ok;
 }
 
-void linger_atfork_child(void) {
+void linger_atfork(enum shim_fork_phase phase) {
+  if (phase == SHIM_FORK_PREPARE) {
+    pthread_mutex_lock(&linger_lock);
+    return;
+  }
+  if (phase == SHIM_FORK_PARENT) {
+    pthread_mutex_unlock(&linger_lock);
+    return;
+  }
   pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
   linger_lock = fresh;
   pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;

@@ -64,6 +64,41 @@ int64_t shim_sock_timeout_ms(int fd, int optname) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+__thread int shim_lock_depth __attribute__((tls_model("initial-exec")));
+__thread int session_deferred_count __attribute__((tls_model("initial-exec")));
+#define DEFERRED_MAX 16
+static __thread int deferred_fds[DEFERRED_MAX]
+    __attribute__((tls_model("initial-exec")));
+static void (*deferred_close_fn)(int fd);
+
+/* What fdtable_get gives a signal handler that interrupted the shim: its
+ * reads and writes fail with EAGAIN; its references are never the last. */
+struct session session_busy = {
+    .refs = 1 << 30,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .kind = SESSION_BUSY,
+    .fd = -1,
+    .linger_fd = -1,
+};
+
+bool session_defer_close(int fd, void (*fn)(int fd)) {
+  if (session_deferred_count >= DEFERRED_MAX) {
+    return false;
+  }
+  deferred_close_fn = fn;
+  deferred_fds[session_deferred_count] = fd;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  session_deferred_count++;
+  return true;
+}
+
+void session_run_deferred(void) {
+  while (session_deferred_count > 0 && shim_lock_depth == 0) {
+    int fd = deferred_fds[--session_deferred_count];
+    deferred_close_fn(fd);
+  }
+}
+
 /* Test hook (TLSSHIM_TEST_FAIL_SESSIONS=N): every Nth session allocation
  * fails, to show that running out of memory fails closed. */
 int session_fail_every;
@@ -108,9 +143,9 @@ void session_unref(struct session *s) {
 
 void session_attach_fd(struct session *s, int fd) {
   (void)fd;
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   s->fd_count++;
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
 }
 
 struct other_fd {
@@ -155,35 +190,35 @@ static void say_goodbye_locked(struct session *s, int fd) {
 }
 
 void session_goodbye_at_exit(struct session *s, int fd) {
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   if (s->fd == fd) { /* once per session, through the descriptor it uses */
     say_goodbye_locked(s, fd);
   }
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
 }
 
 void session_detach_fd(struct session *s, int fd) {
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   s->fd_count--;
   if (s->fd_count <= 0) {
     say_goodbye_locked(s, fd);
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
     return;
   }
   bool move = s->fd == fd;
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   if (!move) {
     return;
   }
   struct other_fd o = {.s = s, .except = fd, .found = -1};
   fdtable_for_each(find_other_fd, &o);
   if (o.found >= 0) {
-    pthread_mutex_lock(&s->lock);
+    session_lock(s);
     s->fd = o.found;
     if (s->conn != NULL && s->linger_fd < 0) {
       tlsconn_set_fd(s->conn, o.found);
     }
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
   }
 }
 
@@ -450,7 +485,7 @@ static int64_t wait_deadline(struct session *s, int fd, int optname,
     *timeo_deadline = t < 0 ? -1 : shim_now_ms() + t;
   }
   int64_t d = *timeo_deadline;
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   if (s->conn != NULL && s->deadline_ms > 0 &&
       tlsconn_state(s->conn) == TLSCONN_HANDSHAKING) {
     if (d < 0 || s->deadline_ms < d) {
@@ -461,7 +496,7 @@ static int64_t wait_deadline(struct session *s, int fd, int optname,
       d = s->deadline_ms;
     }
   }
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   return d;
 }
 
@@ -471,12 +506,15 @@ ssize_t session_recv(struct session *s, int fd, void *buf, size_t len,
   bool waitall = (flags & MSG_WAITALL) != 0 && !peek;
   size_t got = 0;
   int64_t timeo = -2;
+  if (s->kind == SESSION_BUSY) {
+    return -EAGAIN;
+  }
   if (len == 0) {
     return 0;
   }
   for (;;) {
     short wants;
-    pthread_mutex_lock(&s->lock);
+    session_lock(s);
     bool nonblock = s->user_nonblock || (flags & MSG_DONTWAIT) != 0;
     unsigned mark = s->conn != NULL ? tlsconn_read_mark(s->conn) : 0;
     ssize_t n = recv_once(s, fd, (char *)buf + got, len - got, peek, &wants);
@@ -507,7 +545,7 @@ ssize_t session_recv(struct session *s, int fd, void *buf, size_t len,
        * edge for whatever came after. */
       more = epoll && (last <= 0 ? last != -EAGAIN : got + (size_t)n == len);
     }
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
     if (more) {
       epoll_registry_rearm(fd);
     }
@@ -540,10 +578,10 @@ ssize_t session_recv(struct session *s, int fd, void *buf, size_t len,
  * program that writes and exits loses nothing. */
 static int flush_blocking(struct session *s, int fd, int64_t *timeo) {
   for (;;) {
-    pthread_mutex_lock(&s->lock);
+    session_lock(s);
     int r = s->conn != NULL ? tlsconn_flush(s->conn) : 0;
     short wants = s->conn != NULL ? tlsconn_wants(s->conn) : POLLOUT;
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
     if (r != -EAGAIN) {
       return r;
     }
@@ -563,16 +601,19 @@ ssize_t session_send(struct session *s, int fd, const void *buf, size_t len,
   size_t sent = 0;
   int64_t timeo = -2;
   bool nonblock = false;
+  if (s->kind == SESSION_BUSY) {
+    return -EAGAIN;
+  }
   for (;;) {
-    short wants;
-    pthread_mutex_lock(&s->lock);
+    short wants = POLLOUT;
+    session_lock(s);
     nonblock = s->user_nonblock || (flags & MSG_DONTWAIT) != 0;
     bool plain = s->kind == SESSION_PLAIN;
     ssize_t n = sent == len && len > 0
                     ? 0
                     : send_once(s, fd, (const char *)buf + sent, len - sent,
                                 flags, &wants);
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
     if (n > 0) {
       sent += (size_t)n;
     }
@@ -607,7 +648,7 @@ ssize_t session_send(struct session *s, int fd, const void *buf, size_t len,
 int session_handshake_blocking(struct session *s, int fd) {
   int64_t timeo = -1;
   for (;;) {
-    pthread_mutex_lock(&s->lock);
+    session_lock(s);
     int r = s->error;
     short wants = POLLIN;
     if (r == 0) {
@@ -623,7 +664,7 @@ int session_handshake_blocking(struct session *s, int fd) {
         r = session_fail(s, r, NULL);
       }
     }
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
     if (r != -EAGAIN) {
       return r;
     }
@@ -636,7 +677,7 @@ int session_handshake_blocking(struct session *s, int fd) {
 }
 
 int session_shutdown_write(struct session *s, int fd) {
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   int r = 0;
   if (s->linger_fd >= 0) {
     r = 1; /* already queued: the FIN follows it */
@@ -652,7 +693,7 @@ int session_shutdown_write(struct session *s, int fd) {
     }
   }
   bool nonblock = s->user_nonblock;
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   if (r == -EAGAIN && !nonblock) {
     int64_t timeo = -2;
     r = flush_blocking(s, fd, &timeo);
@@ -677,9 +718,9 @@ static int tcp_connect_done(struct session *s, int fd) {
 }
 
 int session_tcp_connected(struct session *s, int fd) {
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   int err = s->connecting ? tcp_connect_done(s, fd) : 0;
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   return err;
 }
 
@@ -696,7 +737,7 @@ static void connect_progress(struct session *s, int fd) {
 }
 
 int session_so_error(struct session *s, int fd) {
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   if (s->kind == SESSION_TLS && !s->is_server) {
     connect_progress(s, fd);
     if (s->error == 0 && !s->connecting && s->conn != NULL &&
@@ -716,7 +757,7 @@ int session_so_error(struct session *s, int fd) {
     s->error_reported = true;
     err = -s->error;
   }
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   return err;
 }
 
@@ -725,7 +766,7 @@ short session_poll_events(struct session *s, int fd, short events,
   short rev = 0;
   *wants = 0;
   *wake_ms = -1;
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   if (s->kind == SESSION_EXEC_DEAD) {
     rev = (short)((events & (POLLIN | POLLOUT)) | POLLERR);
     goto out;
@@ -802,7 +843,7 @@ short session_poll_events(struct session *s, int fd, short events,
     *wants |= POLLIN;
   }
 out:
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   return rev;
 }
 
@@ -810,14 +851,14 @@ int session_fionread(struct session *s, int fd) {
   short wants;
   int64_t wake;
   session_poll_events(s, fd, POLLIN, 0, &wants, &wake);
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   int n = 0;
   if (s->kind == SESSION_TLS && s->conn != NULL) {
     n = (int)tlsconn_pending(s->conn);
   } else if (s->kind == SESSION_PLAIN) {
     real_ioctl(fd, FIONREAD, &n);
   }
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   return n;
 }
 
@@ -836,7 +877,7 @@ static void copy_str(char *dst, size_t dst_len, const char *src) {
 
 void session_get_info(struct session *s, struct tlsshim_conn_info *out) {
   memset(out, 0, sizeof(*out));
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   if (s->kind == SESSION_TLS && s->conn != NULL) {
     out->is_tls = 1;
     copy_str(out->direction, sizeof(out->direction), dir_name(s));
@@ -859,5 +900,5 @@ void session_get_info(struct session *s, struct tlsshim_conn_info *out) {
                info.peer_subject);
     }
   }
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
 }

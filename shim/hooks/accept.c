@@ -41,7 +41,17 @@ static int shim_accept4(int lfd, struct sockaddr *addr, socklen_t *len,
     if (fl >= 0 && !(fl & O_NONBLOCK)) {
       real_fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     }
-    fdtable_set(fd, s);
+    if (fdtable_set(fd, s) != 0) {
+      /* No table entry: the socket would be plain. Closed, never handed
+       * over; on to the next, as above. */
+      log_msg(POLICY_LOG_ERROR, "failed",
+              "accepted connection closed: cannot make its TLS session: %s",
+              strerror(ENOMEM));
+      s->failure_logged = true;
+      session_unref(s);
+      real_close(fd);
+      continue;
+    }
     session_unref(s);
     return fd;
   }

@@ -1,6 +1,7 @@
 /* connect.c: connect(), where an outbound connection becomes TLS. */
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include "shim/hooks/hooks.h"
 
@@ -11,34 +12,38 @@ static int connect_again(struct session *s, int fd) {
   if (err != 0) {
     return -err;
   }
-  pthread_mutex_lock(&s->lock);
+  session_lock(s);
   bool done = !s->connecting && s->conn != NULL &&
               tlsconn_state(s->conn) != TLSCONN_HANDSHAKING;
-  pthread_mutex_unlock(&s->lock);
+  session_unlock(s);
   return done ? -EISCONN : -EALREADY;
 }
 
-static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
-  struct session *s = fdtable_get(fd);
-  if (s != NULL) {
-    int r = connect_again(s, fd);
-    session_unref(s);
-    return r;
-  }
-  int r = shim_decide_outbound(fd, addr, len, &s);
-  if (r < 0) {
-    return r;
-  }
-  if (s == NULL) {
-    return real_connect(fd, addr, len) == 0 ? 0 : -errno;
-  }
+/* Connects |fd| as the TLS session |s| (whose reference it takes) that the
+ * policy decided: TCP, then for a blocking socket the handshake, before it
+ * returns. The table entry is made before the SYN, so that no byte can go
+ * out in clear: without memory for it, nothing is sent (ENOBUFS). */
+static int connect_session(int fd, const struct sockaddr *addr, socklen_t len,
+                           struct session *s) {
+  int r;
   int flags = real_fcntl(fd, F_GETFL);
   s->user_nonblock = flags >= 0 && (flags & O_NONBLOCK) != 0;
   if (!s->user_nonblock) {
     real_fcntl(fd, F_SETFL, flags | O_NONBLOCK);
   }
+  s->connecting = true;
+  if (fdtable_set(fd, s) != 0) {
+    if (!s->user_nonblock) {
+      real_fcntl(fd, F_SETFL, flags);
+    }
+    session_log_failed(s, "cannot make its TLS session: out of memory");
+    s->failure_logged = true;
+    session_unref(s);
+    return -ENOBUFS;
+  }
   if (real_connect(fd, addr, len) != 0 && errno != EINPROGRESS) {
     int err = errno;
+    session_unref(fdtable_take(fd));
     if (!s->user_nonblock) {
       real_fcntl(fd, F_SETFL, flags);
     }
@@ -46,8 +51,6 @@ static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
     session_unref(s);
     return -err;
   }
-  s->connecting = true;
-  fdtable_set(fd, s);
   epoll_registry_session_created(fd);
   if (s->user_nonblock) {
     session_unref(s);
@@ -73,6 +76,43 @@ static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
   r = session_handshake_blocking(s, fd);
   session_unref(s);
   return r;
+}
+
+static int shim_connect(int fd, const struct sockaddr *addr, socklen_t len) {
+  struct session *s = fdtable_get(fd);
+  if (s != NULL) {
+    int r = connect_again(s, fd);
+    session_unref(s);
+    return r;
+  }
+  int r = shim_decide_outbound(fd, addr, len, &s);
+  if (r < 0) {
+    return r;
+  }
+  if (s == NULL) {
+    return real_connect(fd, addr, len) == 0 ? 0 : -errno;
+  }
+  return connect_session(fd, addr, len, s);
+}
+
+int hook_connect_for_send(int fd, const struct sockaddr *addr, socklen_t len,
+                          int flags) {
+  if (addr == NULL ||
+      ((flags & MSG_FASTOPEN) == 0 && !fdtable_fastopen_hinted(fd))) {
+    return 1;
+  }
+  struct sockaddr_storage peer;
+  socklen_t plen = sizeof(peer);
+  if (getpeername(fd, (struct sockaddr *)&peer, &plen) == 0) {
+    return 1; /* already connected: decided when it connected */
+  }
+  struct session *s;
+  int r = shim_decide_outbound(fd, addr, len, &s);
+  if (r < 0 || s == NULL) {
+    return r < 0 ? r : 1; /* deny (logged), or plaintext: as the kernel does */
+  }
+  r = connect_session(fd, addr, len, s);
+  return r == -EINPROGRESS ? -EINPROGRESS : (r < 0 ? r : 0);
 }
 
 HOOK_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {

@@ -14,9 +14,7 @@ static int shim_fcntl(int fd, int cmd, unsigned long arg, bool is64) {
   switch (cmd) {
     case F_DUPFD:
     case F_DUPFD_CLOEXEC: {
-      int nfd = real(fd, cmd, arg);
-      hook_dup_fcntl(fd, nfd);
-      return nfd;
+      return hook_dup_fcntl(fd, real(fd, cmd, arg));
     }
     case F_GETFL:
     case F_SETFL: {
@@ -28,16 +26,16 @@ static int shim_fcntl(int fd, int cmd, unsigned long arg, bool is64) {
       if (cmd == F_GETFL) {
         r = real(fd, F_GETFL);
         if (r >= 0) {
-          pthread_mutex_lock(&s->lock);
+          session_lock(s);
           r = (r & ~O_NONBLOCK) | (s->user_nonblock ? O_NONBLOCK : 0);
-          pthread_mutex_unlock(&s->lock);
+          session_unlock(s);
         }
       } else {
         r = real(fd, F_SETFL, arg | O_NONBLOCK);
         if (r == 0) {
-          pthread_mutex_lock(&s->lock);
+          session_lock(s);
           s->user_nonblock = (arg & O_NONBLOCK) != 0;
-          pthread_mutex_unlock(&s->lock);
+          session_unlock(s);
         }
       }
       session_unref(s);
@@ -82,9 +80,9 @@ HOOK_EXPORT int ioctl(int fd, unsigned long req, ...) {
   if (req == FIONREAD) {
     *(int *)arg = session_fionread(s, fd);
   } else {
-    pthread_mutex_lock(&s->lock);
+    session_lock(s);
     s->user_nonblock = *(const int *)arg != 0;
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
   }
   session_unref(s);
   errno = saved;

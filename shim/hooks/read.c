@@ -144,3 +144,8 @@ HOOK_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags) {
   session_unref(s);
   return hook_ret(saved_errno, r);
 }
+
+ssize_t hook_session_readv(struct session *s, int fd, const struct iovec *iov,
+                           int iovcnt, int flags) {
+  return session_readv(s, fd, iov, iovcnt, flags);
+}

@@ -15,12 +15,12 @@ void hook_forget_stale_fd(int fd) {
   struct session *s = fdtable_take(fd);
   if (s != NULL) {
     epoll_registry_fd_closed(fd);
-    pthread_mutex_lock(&s->lock);
+    session_lock(s);
     s->fd_count--;
     if (s->fd == fd && s->conn != NULL) {
       tlsconn_set_fd(s->conn, -1);
     }
-    pthread_mutex_unlock(&s->lock);
+    session_unlock(s);
     session_unref(s);
   }
 }

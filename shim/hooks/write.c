@@ -85,16 +85,53 @@ HOOK_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags) {
   return handled ? hook_ret(saved_errno, r) : real_send(fd, buf, len, flags);
 }
 
+/* A send with an address on a descriptor that is not a session, which the
+ * kernel may turn into a connection (TCP Fast Open): decided as connect()
+ * is (connect.c), then the data goes through the new session. |*pass|:
+ * the call goes to the kernel as it is. */
+static ssize_t send_with_address(int fd, const struct iovec *iov, int iovcnt,
+                                 int flags, const struct sockaddr *addr,
+                                 socklen_t addr_len, bool *pass) {
+  *pass = false;
+  int r = hook_connect_for_send(fd, addr, addr_len, flags);
+  if (r == 1) {
+    *pass = true;
+    return 0;
+  }
+  if (r < 0) {
+    return r;
+  }
+  struct session *s = fdtable_get(fd);
+  if (s == NULL) {
+    return -EPIPE; /* closed by another thread meanwhile */
+  }
+  ssize_t n = session_writev(s, fd, iov, iovcnt, flags & ~MSG_FASTOPEN);
+  session_unref(s);
+  return n;
+}
+
+/* Whether a send needs more than the pass-through: a session, or an
+ * address that TCP Fast Open could connect to. */
+static inline bool send_needs_shim(int fd, int flags, const void *addr) {
+  return fdtable_maybe(fd) || (addr != NULL && (flags & MSG_FASTOPEN) != 0);
+}
+
 HOOK_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                            const struct sockaddr *addr, socklen_t addr_len) {
   int saved_errno = errno;
-  if (__builtin_expect(!fdtable_maybe(fd), 1)) {
+  if (__builtin_expect(!send_needs_shim(fd, flags, addr), 1)) {
     return real_sendto(fd, buf, len, flags, addr, addr_len);
   }
   bool handled;
-  ssize_t r = session_send_fd(fd, buf, len, flags, &handled);
-  return handled ? hook_ret(saved_errno, r)
-                 : real_sendto(fd, buf, len, flags, addr, addr_len);
+  ssize_t r = session_send_fd(fd, buf, len, flags & ~MSG_FASTOPEN, &handled);
+  if (handled) {
+    return hook_ret(saved_errno, r);
+  }
+  struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+  bool pass;
+  r = send_with_address(fd, &iov, 1, flags, addr, addr_len, &pass);
+  return pass ? real_sendto(fd, buf, len, flags, addr, addr_len)
+              : hook_ret(saved_errno, r);
 }
 
 HOOK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
@@ -113,15 +150,31 @@ HOOK_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt) {
   return hook_ret(saved_errno, r);
 }
 
+/* sendmsg with msg_name on a descriptor that is not a session. */
+static ssize_t sendmsg_with_address(int fd, const struct msghdr *msg,
+                                    int flags, bool *pass) {
+  if (msg == NULL || msg->msg_name == NULL || msg->msg_iovlen > IOV_MAX) {
+    *pass = true;
+    return 0;
+  }
+  return send_with_address(fd, msg->msg_iov, (int)msg->msg_iovlen, flags,
+                           msg->msg_name, msg->msg_namelen, pass);
+}
+
 HOOK_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags) {
   int saved_errno = errno;
-  if (__builtin_expect(!fdtable_maybe(fd), 1)) {
+  if (__builtin_expect(
+          !send_needs_shim(fd, flags, msg != NULL ? msg->msg_name : NULL),
+          1)) {
     return real_sendmsg(fd, msg, flags);
   }
   struct session *s = fdtable_get(fd);
   if (s == NULL) {
-    return real_sendmsg(fd, msg, flags);
+    bool pass;
+    ssize_t n = sendmsg_with_address(fd, msg, flags, &pass);
+    return pass ? real_sendmsg(fd, msg, flags) : hook_ret(saved_errno, n);
   }
+  flags &= ~MSG_FASTOPEN;
   ssize_t r;
   if (msg == NULL || msg->msg_iovlen > IOV_MAX) {
     r = -EINVAL;
@@ -196,4 +249,9 @@ HOOK_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset,
 HOOK_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset,
                                size_t count) {
   return sendfile(out_fd, in_fd, (off_t *)offset, count);
+}
+
+ssize_t hook_session_writev(struct session *s, int fd,
+                            const struct iovec *iov, int iovcnt, int flags) {
+  return session_writev(s, fd, iov, iovcnt, flags);
 }

@@ -25,6 +25,8 @@ gethostbyname_r gethostbyname2_r poll ppoll select pselect __poll_chk __ppoll_ch
 epoll_create epoll_create1 epoll_ctl epoll_wait epoll_pwait epoll_pwait2
 __read_chk __recv_chk __recvfrom_chk close_range _exit recvmmsg sendmmsg
 socketpair listen bind getpeername getsockname pread pwrite
+pread64 pwrite64 preadv pwritev preadv64 pwritev64 preadv2 pwritev2 preadv64v2
+pwritev64v2 __pread_chk __pread64_chk splice tee copy_file_range closefrom
 """.split())
 
 ALLOWED_LIBS = re.compile(r"^(linux-vdso\.so\.1|libc\.so\.6|libpthread\.so\.0|libdl\.so\.2|"
