@@ -416,6 +416,22 @@ static int h_enum(struct loader *ld, const struct row *row, yaml_node_t *key,
               scalar(value), expected);
 }
 
+/* warn_writable warns when a file the policy trusts (the policy itself, a
+ * certificate, key, CA bundle, CRL or OCSP response) can be written by users
+ * other than its owner (mode bits 022): any of them could then change who
+ * is trusted or which key is used. */
+static int warn_writable(struct loader *ld, struct policy_pos pos,
+                         const char *what, const char *shown, unsigned mode) {
+  if ((mode & 022) == 0) {
+    return 0;
+  }
+  if (warn_at(ld, pos, "%s '%s' is writable by other users (mode %04o)", what,
+              shown, mode) != 0) {
+    return fail_nomem(ld);
+  }
+  return 0;
+}
+
 /* Resolves a file named by the policy and checks it (row->arg: the PEM
  * kind). Stores the absolute path. */
 static int check_named_file(struct loader *ld, yaml_node_t *value,
@@ -439,7 +455,7 @@ static int check_named_file(struct loader *ld, yaml_node_t *value,
       return fail_nomem(ld);
     }
   }
-  return 0;
+  return warn_writable(ld, node_pos(value), "file", shown, mode);
 }
 
 static int h_file(struct loader *ld, const struct row *row, yaml_node_t *key,
@@ -1018,6 +1034,14 @@ static int check_rule(struct loader *ld, struct policy_rule *r,
                 t->client_auth == POLICY_CLIENT_AUTH_REQUIRED ? "required"
                                                               : "optional");
   }
+  if (inbound && t->peer_names.count > 0 &&
+      t->client_auth != POLICY_CLIENT_AUTH_REQUIRED) {
+    return FAIL(ld, t->peer_names_pos,
+                "'peer_names' on inbound rule '%s' needs 'client_auth: "
+                "required' (a client that sends no certificate would pass "
+                "the allow-list)",
+                r->name);
+  }
   if (!inbound && t->verify_peer && t->trust == NULL) {
     return FAIL(ld, t->pos,
                 "outbound rule '%s' verifies the peer but has no trust (set "
@@ -1287,6 +1311,24 @@ int policy_load_buffer(struct policy **out, const char *path, const char *text,
   return 0;
 }
 
+/* warn_policy_writable adds the warning that the policy file of |p| can be
+ * written by users other than its owner. */
+static int warn_policy_writable(struct policy *p, unsigned mode,
+                                struct policy_diag *err,
+                                struct policy_diags *warnings) {
+  struct loader ld;
+  memset(&ld, 0, sizeof(ld));
+  ld.p = p;
+  ld.err = err;
+  ld.warnings = warnings;
+  if (warn_at(&ld, (struct policy_pos){0, 0},
+              "the policy file is writable by other users (mode %04o)",
+              mode) != 0) {
+    return fail_nomem(&ld);
+  }
+  return 0;
+}
+
 int policy_load(struct policy **out, const char *path, struct policy_diag *err,
                 struct policy_diags *warnings) {
   *out = NULL;
@@ -1304,6 +1346,8 @@ int policy_load(struct policy **out, const char *path, struct policy_diag *err,
   char *text = NULL;
   size_t len = 0, cap = 0;
   int rc = 0;
+  struct stat st;
+  unsigned mode = fstat(fd, &st) == 0 ? (unsigned)(st.st_mode & 07777) : 0;
   for (;;) {
     if (len == cap) {
       if (cap > MAX_POLICY_SIZE) {
@@ -1341,6 +1385,13 @@ int policy_load(struct policy **out, const char *path, struct policy_diag *err,
   if (rc == 0) {
     rc = policy_load_buffer(out, path, text != NULL ? text : "", len, err,
                             warnings);
+  }
+  if (rc == 0 && (mode & 022) != 0) {
+    rc = warn_policy_writable(*out, mode, err, warnings);
+    if (rc != 0) {
+      policy_free(*out);
+      *out = NULL;
+    }
   }
   free(text);
   free(abs);

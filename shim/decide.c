@@ -195,7 +195,10 @@ int shim_decide_outbound(int fd, const struct sockaddr *addr, socklen_t len,
   if (verify == NULL && name[0] != '\0') {
     verify = name;
   }
-  snprintf(s->name, sizeof(s->name), "%s", verify != NULL ? verify : "");
+  /* name= in the log is the name that was verified: none when peer_names
+   * stands in for the name check (the identity it matched is logged). */
+  snprintf(s->name, sizeof(s->name), "%s",
+           verify != NULL && tls_checks_name(rule) ? verify : "");
   if (!rule->tls.verify_peer) {
     log_decision(POLICY_LOG_WARN, "insecure", "outbound", rule->name, NULL,
                  peer, s->name,

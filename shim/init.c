@@ -259,6 +259,9 @@ static void maybe_reload_locked(void) {
   log_warnings(&warnings);
   policy_diags_cleanup(&warnings);
   struct tls_config *old = active;
+  /* Client sessions made under settings the new policy keeps still resume;
+   * the server side needs nothing: tickets carry their settings digest. */
+  tls_config_inherit_sessions(cfg, old);
   active = cfg;
   const struct policy *p = tls_config_policy(cfg);
   stamp_policy(p->path, p);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -49,20 +50,95 @@ static void put(char *buf, int len, int *pos, const char *s) {
   buf[*pos] = '\0';
 }
 
-/* Appends |s| as the inside of a JSON string. */
+/* utf8_char returns the length of the well-formed UTF-8 character at |s|
+ * (1 for ASCII), or 0 if the bytes there are not one (a stray continuation
+ * byte, a truncated or overlong sequence, a surrogate, past U+10FFFF), and
+ * its code point in |*cp|. */
+static int utf8_char(const unsigned char *s, uint32_t *cp) {
+  if (s[0] < 0x80) {
+    *cp = s[0];
+    return 1;
+  }
+  int n;
+  uint32_t min;
+  if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+    n = 2;
+    min = 0x80;
+    *cp = s[0] & 0x1f;
+  } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+    n = 3;
+    min = 0x800;
+    *cp = s[0] & 0x0f;
+  } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+    n = 4;
+    min = 0x10000;
+    *cp = s[0] & 0x07;
+  } else {
+    return 0;
+  }
+  for (int i = 1; i < n; i++) {
+    if ((s[i] & 0xc0) != 0x80) { /* also stops at the terminating NUL */
+      return 0;
+    }
+    *cp = *cp << 6 | (s[i] & 0x3f);
+  }
+  if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff)) {
+    return 0;
+  }
+  return n;
+}
+
+/* needs_escape reports whether a character (|n| bytes, code point |cp|;
+ * n == 0 for a byte that is not UTF-8) must be escaped: controls (C0, DEL
+ * and C1), bytes that are not UTF-8, and U+2028/U+2029, which some readers
+ * take for line breaks. */
+static bool needs_escape(int n, uint32_t cp) {
+  return n == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 ||
+         cp == 0x2029;
+}
+
+/* Appends |s| as the inside of a JSON string: '"' and '\' escaped, and
+ * every character needs_escape names as \u00XX (a byte XX that is not UTF-8
+ * stands for itself as U+00XX), so the line is valid UTF-8 JSON whatever a
+ * peer put in its SNI or certificate. */
 static void put_json_escaped(char *buf, int len, int *pos, const char *s) {
-  for (; *s != '\0' && *pos < len - 8; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
+  const unsigned char *c = (const unsigned char *)s;
+  while (*c != '\0' && *pos < len - 8) {
+    uint32_t cp;
+    int n = utf8_char(c, &cp);
+    if (*c == '"' || *c == '\\') {
       buf[(*pos)++] = '\\';
-      buf[(*pos)++] = (char)ch;
-    } else if (ch < 0x20 || ch == 0x7f) {
-      *pos += snprintf(buf + *pos, (size_t)(len - *pos), "\\u%04x", ch);
+      buf[(*pos)++] = (char)*c;
+      c++;
+    } else if (needs_escape(n, cp)) {
+      *pos += snprintf(buf + *pos, (size_t)(len - *pos), "\\u%04x",
+                       n == 0 ? (unsigned)*c : (unsigned)cp);
+      c += n == 0 ? 1 : n;
     } else {
-      buf[(*pos)++] = (char)ch;
+      memcpy(buf + *pos, c, (size_t)n);
+      *pos += n;
+      c += n;
     }
   }
   buf[*pos] = '\0';
+}
+
+/* text_needs_quotes reports whether |value| must be quoted (and escaped as
+ * in JSON) in a text line: it holds a space, '"', '=', '\', a control or a
+ * byte that is not UTF-8, anything that could end the field or the line,
+ * so that a peer's certificate cannot forge a log line. */
+static bool text_needs_quotes(const char *value) {
+  const unsigned char *c = (const unsigned char *)value;
+  while (*c != '\0') {
+    uint32_t cp;
+    int n = utf8_char(c, &cp);
+    if (needs_escape(n, cp) || *c == ' ' || *c == '"' || *c == '=' ||
+        *c == '\\') {
+      return true;
+    }
+    c += n == 0 ? 1 : n;
+  }
+  return false;
 }
 
 static void put_field(char *buf, int len, int *pos, enum policy_log_format fmt,
@@ -81,16 +157,7 @@ static void put_field(char *buf, int len, int *pos, enum policy_log_format fmt,
     put(buf, len, pos, key);
     put(buf, len, pos, "=");
     /* Values with spaces (reasons, subjects) are quoted in text form. */
-    /* Quoted (and escaped) when it holds anything that could end the
-     * field or the line: a peer's certificate must not forge log lines. */
-    bool quote = false;
-    for (const unsigned char *c = (const unsigned char *)value; *c; c++) {
-      if (*c <= ' ' || *c == '"' || *c == '=' || *c == '\\' || *c == 0x7f) {
-        quote = true;
-        break;
-      }
-    }
-    if (quote) {
+    if (text_needs_quotes(value)) {
       put(buf, len, pos, "\"");
       put_json_escaped(buf, len, pos, value);
       put(buf, len, pos, "\"");

@@ -254,7 +254,8 @@ static void log_established(struct session *s) {
       .rule = s->rule_name,
       .local = s->local,
       .peer = s->peer,
-      .name = s->name[0] ? s->name : info.server_name,
+      /* Outbound: the name that was verified; inbound: the SNI asked for. */
+      .name = s->is_server ? info.server_name : s->name,
       .version = info.version,
       .cipher = info.cipher,
       .group = info.group,

@@ -157,6 +157,57 @@ void tls_session_store(struct tls_config *cfg, const char *key,
   pthread_mutex_unlock(&cfg->cache_lock);
 }
 
+char *tls_session_key(const struct tls_config *cfg, size_t rule,
+                      const char *name, const char *peer) {
+  char hex[65];
+  for (size_t i = 0; i < 32; i++) {
+    snprintf(hex + 2 * i, 3, "%02x", cfg->sids[rule][i]);
+  }
+  size_t n = sizeof(hex) + 3 + (name != NULL ? strlen(name) : 0) +
+             (peer != NULL ? strlen(peer) : 0);
+  char *key = malloc(n);
+  if (key != NULL) {
+    snprintf(key, n, "%s|%s|%s", hex, name != NULL ? name : "",
+             peer != NULL ? peer : "");
+  }
+  return key;
+}
+
+/* tls_sid_in_use reports whether the cache key |key| starts with the
+ * settings digest of a rule of |cfg| that resumes sessions. */
+static bool tls_sid_in_use(const struct tls_config *cfg, const char *key) {
+  for (size_t i = 0; i < cfg->policy->rule_count; i++) {
+    if (cfg->ctxs[i] == NULL || !cfg->policy->rules[i].tls.session_resumption ||
+        cfg->policy->rules[i].direction != POLICY_OUTBOUND) {
+      continue;
+    }
+    char *mine = tls_session_key(cfg, i, NULL, NULL);
+    bool same = mine != NULL && strncmp(mine, key, 64) == 0;
+    free(mine);
+    if (same) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void tls_config_inherit_sessions(struct tls_config *to,
+                                 struct tls_config *from) {
+  if (to == NULL || from == NULL || to == from) {
+    return;
+  }
+  pthread_mutex_lock(&from->cache_lock);
+  for (size_t i = 0; i < from->cache_count; i++) {
+    const struct tls_cached_session *e = &from->cache[i];
+    if (!tls_sid_in_use(to, e->key)) {
+      continue; /* made under settings that no rule has any more */
+    }
+    SSL_SESSION_up_ref(e->session);
+    tls_session_store(to, e->key, e->session);
+  }
+  pthread_mutex_unlock(&from->cache_lock);
+}
+
 static int tls_new_session_cb(SSL *ssl, SSL_SESSION *session) {
   struct tlsconn *c = tls_conn_from_ssl(ssl);
   if (c == NULL || c->session_key == NULL ||
@@ -198,6 +249,7 @@ struct tls_build {
   struct policy_diag *err;
   struct policy_diags *warnings;
   X509_STORE **stores; /* one per trust, shared by the rules using it */
+  uint8_t (*trust_digests)[32]; /* SHA-256 of each store's CA and CRL bytes */
   int64_t crl_from, crl_until; /* time(NULL) range where every CRL is current */
 };
 
@@ -444,15 +496,55 @@ out:
   return rc;
 }
 
+/* tls_store_add_pem adds every certificate and CRL of the PEM |bytes| to
+ * |store| (as X509_STORE_load_locations does with a file), noting each CRL's
+ * dates. Returns how many CRLs (|crls|) or certificates it added. */
+static int tls_store_add_pem(struct tls_build *b, X509_STORE *store,
+                             const uint8_t *bytes, size_t len, bool crls) {
+  BIO *bio = BIO_new_mem_buf(bytes, len);
+  STACK_OF(X509_INFO) *infos =
+      bio != NULL ? PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL) : NULL;
+  int n = 0;
+  for (size_t i = 0; infos != NULL && i < sk_X509_INFO_num(infos); i++) {
+    X509_INFO *info = sk_X509_INFO_value(infos, i);
+    if (info->x509 != NULL && X509_STORE_add_cert(store, info->x509) &&
+        !crls) {
+      n++;
+    }
+    if (info->crl != NULL && X509_STORE_add_crl(store, info->crl)) {
+      tls_note_crl(b, info->crl);
+      n += crls;
+    }
+  }
+  sk_X509_INFO_pop_free(infos, X509_INFO_free);
+  BIO_free(bio);
+  ERR_clear_error();
+  return n;
+}
+
+/* tls_digest_add hashes |len| then the bytes, so that two fields can never
+ * run into each other. */
+static void tls_digest_add(SHA256_CTX *h, const void *data, size_t len) {
+  uint64_t n = len;
+  SHA256_Update(h, &n, sizeof(n));
+  SHA256_Update(h, data, len);
+}
+
 /* tls_trust_store returns the (shared) store of trust |t|, built on first
- * use. */
+ * use, and puts the SHA-256 of the CA and CRL bytes it was built from in
+ * |digest|: the store is made from exactly the bytes hashed, so sessions
+ * bound to the digest (tls_settings_digest) are bound to what verified. */
 static X509_STORE *tls_trust_store(struct tls_build *b,
-                                   const struct policy_trust *t) {
+                                   const struct policy_trust *t,
+                                   uint8_t digest[32]) {
   size_t idx = (size_t)(t - b->p->trusts);
   if (idx < b->p->trust_count && b->stores[idx] != NULL) {
+    memcpy(digest, b->trust_digests[idx], 32);
     return b->stores[idx];
   }
   X509_STORE *store = X509_STORE_new();
+  uint8_t *bytes = NULL;
+  size_t len = 0;
   if (store == NULL) {
     tls_diag(b, t->pos, "out of memory");
     return NULL;
@@ -472,41 +564,39 @@ static X509_STORE *tls_trust_store(struct tls_build *b,
       goto fail;
     }
   }
-  if (!X509_STORE_load_locations(store, ca, NULL)) {
+  SHA256_CTX h;
+  SHA256_Init(&h);
+  bytes = tls_read_file(ca, &len);
+  if (bytes == NULL || tls_store_add_pem(b, store, bytes, len, false) == 0) {
     tls_diag(b, t->ca_pos, "CA bundle %s holds no usable certificate",
              tls_short_path(b->p, ca));
     goto fail;
   }
+  tls_digest_add(&h, bytes, len);
+  free(bytes);
+  bytes = NULL;
   if (t->crl != NULL) {
-    BIO *bio = BIO_new_file(t->crl, "r");
-    int n = 0;
-    if (bio != NULL) {
-      for (;;) {
-        X509_CRL *crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-        if (crl == NULL) {
-          break;
-        }
-        if (X509_STORE_add_crl(store, crl)) {
-          tls_note_crl(b, crl);
-          n++;
-        }
-        X509_CRL_free(crl);
-      }
-      BIO_free(bio);
-    }
-    ERR_clear_error();
-    if (n == 0) {
+    bytes = tls_read_file(t->crl, &len);
+    if (bytes == NULL || tls_store_add_pem(b, store, bytes, len, true) == 0) {
       tls_diag(b, t->crl_pos, "CRL file %s holds no usable CRL",
                tls_short_path(b->p, t->crl));
       goto fail;
     }
+    tls_digest_add(&h, bytes, len);
+    free(bytes);
+    bytes = NULL;
+  } else {
+    tls_digest_add(&h, "", 0);
   }
+  SHA256_Final(digest, &h);
   ERR_clear_error();
   if (idx < b->p->trust_count) {
     b->stores[idx] = store;
+    memcpy(b->trust_digests[idx], digest, 32);
   }
   return store;
 fail:
+  free(bytes);
   X509_STORE_free(store);
   return NULL;
 }
@@ -633,8 +723,42 @@ static int tls_set_alpn(struct tls_build *b, SSL_CTX *ctx,
   return 0;
 }
 
+/* tls_settings_digest is the session id context of rule |r|: the SHA-256 of
+ * everything a full handshake's verdict on the peer depends on (the rule's
+ * name and direction, whether and how the peer is verified, client_auth,
+ * peer_names, server_name, crl_check, and the bytes of its CA bundle and
+ * CRLs, |trust_digest|, NULL without verification). BoringSSL resumes a
+ * session or ticket only under the context it was made in, so a reload that
+ * changes any of these makes every earlier session do a full handshake, while
+ * other reloads and the other workers of a pre-fork server, which build the
+ * same digest from the same files, still resume. */
+static void tls_settings_digest(const struct policy_rule *r, bool verify,
+                                const uint8_t *trust_digest,
+                                uint8_t out[32]) {
+  const struct policy_tls *t = &r->tls;
+  SHA256_CTX h;
+  SHA256_Init(&h);
+  static const char tag[] = "tlsshim session context 1";
+  tls_digest_add(&h, tag, sizeof(tag) - 1);
+  const char *name = r->name != NULL ? r->name : "";
+  tls_digest_add(&h, name, strlen(name));
+  uint8_t fixed[4] = {(uint8_t)r->direction, verify, (uint8_t)t->client_auth,
+                      (uint8_t)t->crl_check};
+  tls_digest_add(&h, fixed, sizeof(fixed));
+  static const uint8_t none[32];
+  tls_digest_add(&h, trust_digest != NULL ? trust_digest : none, 32);
+  const char *sn = t->server_name != NULL ? t->server_name : "";
+  tls_digest_add(&h, sn, strlen(sn));
+  uint64_t count = t->peer_names.count;
+  SHA256_Update(&h, &count, sizeof(count));
+  for (size_t i = 0; i < t->peer_names.count; i++) {
+    tls_digest_add(&h, t->peer_names.items[i], strlen(t->peer_names.items[i]));
+  }
+  SHA256_Final(out, &h);
+}
+
 static SSL_CTX *tls_build_rule(struct tls_build *b, const struct policy_rule *r,
-                               const uint8_t keys[80]) {
+                               const uint8_t keys[80], uint8_t sid[32]) {
   const struct policy_tls *t = &r->tls;
   bool server = r->direction == POLICY_INBOUND;
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
@@ -666,15 +790,16 @@ static SSL_CTX *tls_build_rule(struct tls_build *b, const struct policy_rule *r,
 
   bool verify =
       server ? t->client_auth != POLICY_CLIENT_AUTH_NONE : t->verify_peer;
+  uint8_t trust_digest[32];
   if (verify) {
     const struct policy_trust *trust = t->trust;
     X509_STORE *store = NULL;
     if (trust != NULL) {
-      store = tls_trust_store(b, trust);
+      store = tls_trust_store(b, trust, trust_digest);
     } else {
       struct policy_trust sys = {
           .name = "system", .ca_system = true, .pos = t->pos, .ca_pos = t->pos};
-      store = tls_trust_store(b, &sys);
+      store = tls_trust_store(b, &sys, trust_digest);
     }
     if (store == NULL) {
       goto fail;
@@ -723,11 +848,9 @@ static SSL_CTX *tls_build_rule(struct tls_build *b, const struct policy_rule *r,
   }
 
   /* Sessions: a ticket-only server (no stateful cache to grow) and a client
-   * cache kept in the config, keyed per rule, name and peer. */
-  uint8_t sid[SHA256_DIGEST_LENGTH];
-  const char *rname = r->name != NULL ? r->name : "";
-  SHA256((const uint8_t *)rname, strlen(rname), sid);
-  if (!SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid))) {
+   * cache kept in the config, keyed per settings digest, name and peer. */
+  tls_settings_digest(r, verify, verify ? trust_digest : NULL, sid);
+  if (!SSL_CTX_set_session_id_context(ctx, sid, 32)) {
     tls_diag(b, r->pos, "cannot set the session context");
     goto fail;
   }
@@ -773,6 +896,7 @@ static void tls_config_free(struct tls_config *c) {
     SSL_SESSION_free(c->cache[i].session);
   }
   free(c->cache);
+  free(c->sids);
   pthread_mutex_destroy(&c->cache_lock);
   pthread_mutex_destroy(&c->verified_lock);
 }
@@ -808,6 +932,64 @@ static int tls_check_unused_identities(struct tls_build *b) {
   return 0;
 }
 
+/* tls_check_tls_values checks the protocol range, cipher, group and ALPN
+ * names of |t| on a scratch context, as a rule that used them would. */
+static int tls_check_tls_values(struct tls_build *b, const struct policy_tls *t) {
+  SSL_CTX *scratch = SSL_CTX_new(TLS_method());
+  if (scratch == NULL) {
+    tls_diag(b, t->pos, "out of memory");
+    return -1;
+  }
+  int rc = -1;
+  uint16_t min = t->min_version ? t->min_version : TLS1_2_VERSION;
+  uint16_t max = t->max_version ? t->max_version : TLS1_3_VERSION;
+  if (min < TLS1_2_VERSION || max > TLS1_3_VERSION || min > max ||
+      !SSL_CTX_set_min_proto_version(scratch, min) ||
+      !SSL_CTX_set_max_proto_version(scratch, max)) {
+    tls_diag(b, t->protocols_pos, "unsupported protocol range");
+    goto out;
+  }
+  if (tls_set_ciphers(b, scratch, t) < 0 || tls_set_groups(b, scratch, t) < 0) {
+    goto out;
+  }
+  for (size_t i = 0; i < t->alpn.count; i++) {
+    size_t n = strlen(t->alpn.items[i]);
+    if (n == 0 || n > 255) {
+      tls_diag(b, t->alpn.pos != NULL ? t->alpn.pos[i] : t->alpn_pos,
+               "invalid ALPN protocol '%s'", t->alpn.items[i]);
+      goto out;
+    }
+  }
+  rc = 0;
+out:
+  SSL_CTX_free(scratch);
+  return rc;
+}
+
+/* tls_check_unused_values checks what no TLS context was built from as
+ * strictly as what was: the `defaults:` block (even when every rule sets
+ * its own values), the `tls:` of plaintext and deny rules, and every trust
+ * (its CA bundle and CRLs parse), so that a value is never an error only
+ * once a rule starts using it. */
+static int tls_check_unused_values(struct tls_build *b, SSL_CTX *const *ctxs) {
+  const struct policy *p = b->p;
+  if (tls_check_tls_values(b, &p->defaults) < 0) {
+    return -1;
+  }
+  for (size_t i = 0; i < p->rule_count; i++) {
+    if (ctxs[i] == NULL && tls_check_tls_values(b, &p->rules[i].tls) < 0) {
+      return -1;
+    }
+  }
+  for (size_t i = 0; i < p->trust_count; i++) {
+    uint8_t digest[32];
+    if (tls_trust_store(b, &p->trusts[i], digest) == NULL) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int tls_config_new(struct tls_config **out, struct policy *p,
                    const uint8_t *ticket_keys, struct policy_diag *err,
                    struct policy_diags *warnings) {
@@ -829,9 +1011,13 @@ int tls_config_new(struct tls_config **out, struct policy *p,
   pthread_mutex_init(&c->verified_lock, NULL);
   c->ctxs = calloc(p->rule_count > 0 ? p->rule_count : 1, sizeof(SSL_CTX *));
   c->cache = calloc(TLS_SESSION_CACHE_MAX, sizeof(*c->cache));
+  c->sids = calloc(p->rule_count > 0 ? p->rule_count : 1, sizeof(*c->sids));
   b.stores =
       calloc(p->trust_count > 0 ? p->trust_count : 1, sizeof(X509_STORE *));
-  if (c->ctxs == NULL || c->cache == NULL || b.stores == NULL) {
+  b.trust_digests = calloc(p->trust_count > 0 ? p->trust_count : 1,
+                           sizeof(*b.trust_digests));
+  if (c->ctxs == NULL || c->cache == NULL || b.stores == NULL ||
+      c->sids == NULL || b.trust_digests == NULL) {
     tls_diag(&b, (struct policy_pos){0, 0}, "out of memory");
     goto fail;
   }
@@ -847,12 +1033,13 @@ int tls_config_new(struct tls_config **out, struct policy *p,
         r->action != POLICY_ACTION_PERMISSIVE) {
       continue;
     }
-    c->ctxs[i] = tls_build_rule(&b, r, c->ticket_keys);
+    c->ctxs[i] = tls_build_rule(&b, r, c->ticket_keys, c->sids[i]);
     if (c->ctxs[i] == NULL) {
       goto fail;
     }
   }
-  if (tls_check_unused_identities(&b) < 0) {
+  if (tls_check_unused_identities(&b) < 0 ||
+      tls_check_unused_values(&b, c->ctxs) < 0) {
     goto fail;
   }
   c->crl_from = b.crl_from;
@@ -861,6 +1048,7 @@ int tls_config_new(struct tls_config **out, struct policy *p,
     X509_STORE_free(b.stores[i]);
   }
   free(b.stores);
+  free(b.trust_digests);
   *out = c;
   return 0;
 fail:
@@ -870,6 +1058,7 @@ fail:
     }
     free(b.stores);
   }
+  free(b.trust_digests);
   tls_config_free(c);
   free(c);
   return -1;

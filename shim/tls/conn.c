@@ -244,12 +244,13 @@ int tlsconn_new(struct tlsconn **out, const struct tlsconn_params *p) {
     if (name != NULL && name[0] == '\0') {
       name = NULL;
     }
-    /* With peer_names the allow-list is the server's identity check (a
-     * SPIFFE certificate carries only its URI SAN); without it the name
-     * the program meant, or the address it dialled, must match. SNI is
-     * sent either way. */
+    /* The name the program meant, or the address it dialled, must match,
+     * unless peer_names stands in for it: with peer_names and no
+     * server_name the allow-list is the server's identity check (a SPIFFE
+     * certificate carries only its URI SAN); with both, both are checked.
+     * SNI is sent either way. */
     if ((SSL_get_verify_mode(c->ssl) & SSL_VERIFY_PEER) &&
-        p->rule->tls.peer_names.count == 0) {
+        tls_checks_name(p->rule)) {
       X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
       X509_VERIFY_PARAM_set_hostflags(param,
                                       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -272,14 +273,11 @@ int tlsconn_new(struct tlsconn **out, const struct tlsconn_params *p) {
       goto nomem;
     }
     if (p->rule->tls.session_resumption) {
-      size_t n = 32 + (name ? strlen(name) : 0) +
-                 (p->peer_key ? strlen(p->peer_key) : 0);
-      c->session_key = malloc(n);
+      c->session_key =
+          tls_session_key(p->config, p->rule->index, name, p->peer_key);
       if (c->session_key == NULL) {
         goto nomem;
       }
-      snprintf(c->session_key, n, "%zu|%s|%s", p->rule->index, name ? name : "",
-               p->peer_key ? p->peer_key : "");
       SSL_SESSION *s = tls_session_lookup(p->config, c->session_key);
       if (s != NULL) {
         SSL_set_session(c->ssl, s);

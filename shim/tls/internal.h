@@ -39,7 +39,7 @@ struct tls_verified {
 
 /* One client session remembered for resumption. */
 struct tls_cached_session {
-  char *key; /* "rule index|name|peer" */
+  char *key; /* "settings digest (hex)|name|peer", see tls_session_key */
   SSL_SESSION *session;
   uint64_t stamp; /* insertion order, the oldest is evicted */
 };
@@ -48,6 +48,9 @@ struct tls_config {
   int refs; /* atomic */
   struct policy *policy;
   SSL_CTX **ctxs; /* one per rule, NULL for rules without TLS */
+  /* Per rule: the session id context, the digest of its verification
+   * settings (config.c, tls_settings_digest). */
+  uint8_t (*sids)[32];
   uint8_t ticket_keys[80];
 
   /* The client session cache; |cache_lock| guards the three fields. */
@@ -156,6 +159,13 @@ void tls_cert_identity(X509 *x, char *buf, size_t buf_len);
 
 /* tls_version_name returns "TLS1.2" etc. for a wire version. */
 const char *tls_version_name(uint16_t v);
+
+/* tls_session_key returns the client session cache key of a connection of
+ * rule index |rule| to |peer| checked against |name| (either may be NULL):
+ * the rule's settings digest first, so a session is only ever offered under
+ * the verification settings it was made under. NULL when out of memory. */
+char *tls_session_key(const struct tls_config *cfg, size_t rule,
+                      const char *name, const char *peer);
 
 /* tls_session_lookup returns a new reference to the cached session for
  * |key|, or NULL. */

@@ -57,6 +57,20 @@ int tls_config_new(struct tls_config **out, struct policy *p,
 /* tls_config_ticket_keys copies the config's 80 bytes of ticket keys. */
 void tls_config_ticket_keys(const struct tls_config *c, uint8_t out[80]);
 
+/* tls_checks_name reports whether an outbound connection of |rule| checks
+ * the verified name (server_name, the resolved name or the IP address)
+ * against the server's certificate: always, except for a rule with
+ * peer_names and no server_name, where the allow-list takes its place. */
+bool tls_checks_name(const struct policy_rule *rule);
+
+/* tls_config_inherit_sessions copies into |to| (a reloaded configuration)
+ * the client sessions of |from| that were made under settings a rule of |to|
+ * still has (same settings digest: trust and CRL bytes, verify_peer,
+ * peer_names, server_name, rule name), so that a reload that changes none of
+ * them keeps outbound resumption; the others are dropped. */
+void tls_config_inherit_sessions(struct tls_config *to,
+                                 struct tls_config *from);
+
 void tls_config_ref(struct tls_config *c);
 /* tls_config_unref drops a reference; the last one frees |c| and its policy.
  * NULL-safe. */

@@ -19,6 +19,10 @@
 #include <openssl/x509v3.h>
 #include <time.h>
 
+bool tls_checks_name(const struct policy_rule *rule) {
+  return rule->tls.peer_names.count == 0 || rule->tls.server_name != NULL;
+}
+
 struct tlsconn *tls_conn_from_ssl(const SSL *ssl) {
   return (struct tlsconn *)SSL_get_app_data(ssl);
 }
@@ -70,17 +74,43 @@ static void tls_ip_text(const ASN1_OCTET_STRING *ip, char *buf, size_t len) {
   }
 }
 
-/* tls_cn copies the subject CN of |x| into |buf|; returns false if none. */
-static bool tls_cn(X509 *x, char *buf, size_t len) {
-  buf[0] = '\0';
-  X509_NAME *name = X509_get_subject_name(x);
-  int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-  if (i < 0) {
-    return false;
+/* tls_name_escape writes the |n| bytes of a certificate name into |buf|
+ * with every byte that is not printable ASCII, and the backslash, as \xNN
+ * (a backslash as \\), so that a name holding a NUL or a control is shown
+ * whole and cannot pose as another. If the text does not fit, |buf| is ""
+ * rather than a cut-off name. */
+static void tls_name_escape(const uint8_t *d, size_t n, char *buf, size_t len) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = d[i];
+    bool plain = ch >= 0x20 && ch < 0x7f && ch != '\\';
+    size_t need = plain ? 1 : ch == '\\' ? 2 : 4;
+    if (o + need >= len) {
+      buf[0] = '\0';
+      return;
+    }
+    if (plain) {
+      buf[o++] = (char)ch;
+    } else if (ch == '\\') {
+      buf[o++] = '\\';
+      buf[o++] = '\\';
+    } else {
+      snprintf(buf + o, len - o, "\\x%02x", ch);
+      o += 4;
+    }
   }
-  const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
-  int n = ASN1_STRING_length(s);
-  if (n <= 0 || (size_t)n >= len) {
+  buf[o] = '\0';
+}
+
+/* tls_name_exact copies the bytes of |s| into |buf| as a C string for
+ * matching. False when the name can match nothing: empty, too long, or its
+ * bytes hold a NUL (the C string would be shorter than the ASN.1 length, and
+ * "a.example\0.evil" would pass as "a.example"). */
+static bool tls_name_exact(const ASN1_STRING *s, char *buf, size_t len) {
+  buf[0] = '\0';
+  int n = s != NULL ? ASN1_STRING_length(s) : -1;
+  if (n <= 0 || (size_t)n >= len ||
+      memchr(ASN1_STRING_get0_data(s), 0, (size_t)n) != NULL) {
     return false;
   }
   memcpy(buf, ASN1_STRING_get0_data(s), (size_t)n);
@@ -88,28 +118,50 @@ static bool tls_cn(X509 *x, char *buf, size_t len) {
   return true;
 }
 
-static void tls_gen_text(const GENERAL_NAME *g, char *buf, size_t len) {
+static const ASN1_STRING *tls_cn_string(X509 *x) {
+  X509_NAME *name = X509_get_subject_name(x);
+  int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+  return i < 0 ? NULL : X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+}
+
+/* tls_cn writes the subject CN of |x| into |buf|, escaped for display;
+ * returns false if none. */
+static bool tls_cn(X509 *x, char *buf, size_t len) {
   buf[0] = '\0';
-  const ASN1_STRING *s = NULL;
+  const ASN1_STRING *s = tls_cn_string(x);
+  if (s == NULL || ASN1_STRING_length(s) <= 0) {
+    return false;
+  }
+  tls_name_escape(ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s), buf,
+                  len);
+  return buf[0] != '\0';
+}
+
+static const ASN1_STRING *tls_gen_string(const GENERAL_NAME *g) {
   switch (g->type) {
   case GEN_DNS:
-    s = g->d.dNSName;
-    break;
+    return g->d.dNSName;
   case GEN_URI:
-    s = g->d.uniformResourceIdentifier;
-    break;
-  case GEN_IPADD:
+    return g->d.uniformResourceIdentifier;
+  default:
+    return NULL;
+  }
+}
+
+/* tls_gen_text writes a DNS, URI or IP SAN into |buf| for display (DNS and
+ * URI escaped as tls_name_escape does). */
+static void tls_gen_text(const GENERAL_NAME *g, char *buf, size_t len) {
+  buf[0] = '\0';
+  if (g->type == GEN_IPADD) {
     tls_ip_text(g->d.iPAddress, buf, len);
     return;
-  default:
+  }
+  const ASN1_STRING *s = tls_gen_string(g);
+  if (s == NULL || ASN1_STRING_length(s) < 0) {
     return;
   }
-  int n = ASN1_STRING_length(s);
-  if (n < 0 || (size_t)n >= len) {
-    return;
-  }
-  memcpy(buf, ASN1_STRING_get0_data(s), (size_t)n);
-  buf[n] = '\0';
+  tls_name_escape(ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s), buf,
+                  len);
 }
 
 void tls_cert_names(X509 *x, char *buf, size_t buf_len) {
@@ -173,7 +225,9 @@ static bool tls_ip_equal(const char *text, const ASN1_OCTET_STRING *ip) {
   return false;
 }
 
-/* tls_peer_allowed checks the leaf against the rule's peer_names. */
+/* tls_peer_allowed checks the leaf against the rule's peer_names. Names are
+ * compared on their exact bytes: one that tls_name_exact refuses (a NUL
+ * inside, for one) matches nothing. */
 static bool tls_peer_allowed(const struct policy_strings *allow, X509 *x) {
   GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
   bool ok = false;
@@ -185,18 +239,18 @@ static bool tls_peer_allowed(const struct policy_strings *allow, X509 *x) {
     if (g->type == GEN_DNS || g->type == GEN_URI || g->type == GEN_IPADD) {
       any_san = true;
     }
+    bool exact = (g->type == GEN_DNS || g->type == GEN_URI) &&
+                 tls_name_exact(tls_gen_string(g), text, sizeof(text));
     for (size_t j = 0; j < allow->count && !ok; j++) {
       const char *p = allow->items[j];
       switch (g->type) {
       case GEN_DNS:
-        tls_gen_text(g, text, sizeof(text));
-        ok = text[0] != '\0' && (policy_name_matches(p, text) ||
-                                 (text[0] == '*' && strchr(p, '*') == NULL &&
-                                  policy_name_matches(text, p)));
+        ok = exact && (policy_name_matches(p, text) ||
+                       (text[0] == '*' && strchr(p, '*') == NULL &&
+                        policy_name_matches(text, p)));
         break;
       case GEN_URI:
-        tls_gen_text(g, text, sizeof(text));
-        ok = text[0] != '\0' && strcmp(p, text) == 0;
+        ok = exact && strcmp(p, text) == 0;
         break;
       case GEN_IPADD:
         ok = tls_ip_equal(p, g->d.iPAddress);
@@ -209,7 +263,7 @@ static bool tls_peer_allowed(const struct policy_strings *allow, X509 *x) {
   GENERAL_NAMES_free(gens);
   if (!ok && !any_san) {
     char cn[256];
-    if (tls_cn(x, cn, sizeof(cn))) {
+    if (tls_name_exact(tls_cn_string(x), cn, sizeof(cn))) {
       for (size_t j = 0; j < allow->count && !ok; j++) {
         ok = policy_name_matches(allow->items[j], cn);
       }
@@ -338,7 +392,8 @@ static bool tls_verified_key(const struct tlsconn *c, const SSL *ssl,
   return true;
 }
 
-static bool tls_verified_lookup(struct tls_config *cfg, const uint8_t key[32]) {
+static bool tls_verified_lookup(struct tls_config *cfg, const uint8_t key[32],
+                                int64_t *wall_until) {
   int64_t mono = tls_mono_now(), wall = (int64_t)time(NULL);
   bool hit = false;
   pthread_mutex_lock(&cfg->verified_lock);
@@ -346,6 +401,9 @@ static bool tls_verified_lookup(struct tls_config *cfg, const uint8_t key[32]) {
     const struct tls_verified *v = &cfg->verified[i];
     hit = v->mono_until > mono && wall >= v->wall_from &&
           wall < v->wall_until && memcmp(v->key, key, 32) == 0;
+    if (hit) {
+      *wall_until = v->wall_until;
+    }
   }
   pthread_mutex_unlock(&cfg->verified_lock);
   return hit;
@@ -405,6 +463,22 @@ static void tls_verified_store(struct tls_config *cfg, const uint8_t key[32],
   pthread_mutex_unlock(&cfg->verified_lock);
 }
 
+/* tls_bound_session keeps the session being made from outliving what the
+ * verification relied on: it may not resume once a certificate of the
+ * chain has expired or a CRL is past its next update (|until|, time(NULL)
+ * seconds). */
+static void tls_bound_session(SSL *ssl, int64_t until) {
+  SSL_SESSION *session = SSL_get_session(ssl);
+  int64_t now = (int64_t)time(NULL);
+  if (session == NULL || until == INT64_MAX) {
+    return;
+  }
+  int64_t left = until > now ? until - now : 0;
+  if ((uint64_t)left < SSL_SESSION_get_timeout(session)) {
+    SSL_SESSION_set_timeout(session, (uint32_t)left);
+  }
+}
+
 int tls_cert_verify(X509_STORE_CTX *sctx, void *arg) {
   SSL *ssl =
       X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -418,9 +492,11 @@ int tls_cert_verify(X509_STORE_CTX *sctx, void *arg) {
   }
   uint8_t key[32];
   bool keyed = tls_verified_key(c, ssl, key);
-  if (keyed && tls_verified_lookup(c->config, key)) {
+  int64_t until = INT64_MAX;
+  if (keyed && tls_verified_lookup(c->config, key, &until)) {
     c->peer_verified = true;
     c->verify_cached = true;
+    tls_bound_session(ssl, until);
     return 1;
   }
   if (X509_verify_cert(sctx) != 1) {
@@ -463,6 +539,13 @@ int tls_cert_verify(X509_STORE_CTX *sctx, void *arg) {
   }
   if (keyed) {
     tls_verified_store(c->config, key, sctx);
+  }
+  int64_t from;
+  if (tls_validity_window(chain, &from, &until)) {
+    if (c->config->crl_until < until) {
+      until = c->config->crl_until;
+    }
+    tls_bound_session(ssl, until);
   }
   c->peer_verified = true;
   return 1;

@@ -1,6 +1,7 @@
 // load_test.cc: valid policies load with the right values, defaults merge
 // key by key, relative paths resolve against the policy's folder.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <string>
 #include <vector>
@@ -400,6 +401,62 @@ identities:
           ": line 5 col 10: key file 'certs/open.key' is readable by "
           "other users (mode 0644)");
   EXPECT_STREQ(warnings_.items[0].source_line, "    key: certs/open.key");
+}
+
+// Files that others can write: the policy itself, a certificate, a CA
+// bundle, a CRL; a key that others can both read and write gets both
+// warnings. None is an error.
+TEST_F(PolicyLoad, FilesOthersCanWriteAreWarnings) {
+  policytest::WriteFile(Abs("certs/w.pem"), policytest::Pem("CERTIFICATE"),
+                        0664);
+  policytest::WriteFile(Abs("certs/w.key"), policytest::Pem("PRIVATE KEY"),
+                        0646);
+  policytest::WriteFile(Abs("certs/w.crl.pem"), policytest::Pem("X509 CRL"),
+                        0602);
+  const std::string text = R"(version: 1
+identities:
+  svc:
+    cert: certs/w.pem
+    key: certs/w.key
+trust:
+  t:
+    ca: certs/w.pem
+    crl: certs/w.crl.pem
+)";
+  std::string path = Abs("policy.yaml");
+  policytest::WriteFile(path, text, 0666);
+  ASSERT_EQ(0, policy_load(&p_, path.c_str(), &err_, &warnings_))
+      << err_.message;
+  std::vector<std::string> got;
+  char buf[1200];
+  for (size_t i = 0; i < warnings_.count; i++) {
+    got.push_back(policy_diag_format(&warnings_.items[i], buf, sizeof(buf)));
+  }
+  const std::string at = "policy " + path + ": ";
+  EXPECT_EQ(got,
+            (std::vector<std::string>{
+                at + "line 4 col 11: file 'certs/w.pem' is writable by other "
+                     "users (mode 0664)",
+                at + "line 5 col 10: key file 'certs/w.key' is readable by "
+                     "other users (mode 0646)",
+                at + "line 5 col 10: file 'certs/w.key' is writable by other "
+                     "users (mode 0646)",
+                at + "line 8 col 9: file 'certs/w.pem' is writable by other "
+                     "users (mode 0664)",
+                at + "line 9 col 10: file 'certs/w.crl.pem' is writable by "
+                     "other users (mode 0602)",
+                at + "the policy file is writable by other users (mode 0666)",
+            }));
+  // The same files kept to their owner: no warning at all.
+  for (const char *f : {"certs/w.pem", "certs/w.crl.pem", "policy.yaml"}) {
+    ASSERT_EQ(0, chmod(Abs(f).c_str(), 0644));
+  }
+  ASSERT_EQ(0, chmod(Abs("certs/w.key").c_str(), 0600));
+  policy_free(p_);
+  p_ = nullptr;
+  policy_diags_cleanup(&warnings_);
+  ASSERT_EQ(0, policy_load(&p_, path.c_str(), &err_, &warnings_));
+  EXPECT_EQ(0u, warnings_.count);
 }
 
 TEST_F(PolicyLoad, LogFileStderrIsNull) {

@@ -414,6 +414,112 @@ TEST(TlsResume, AcrossConfigsWithSameTicketKeys) {
   EXPECT_FALSE(Resume(cli2.get(), a.get(), c.get()));
 }
 
+// Keys is fixed ticket key material, as a pre-fork server's workers and its
+// reloads share.
+const uint8_t *Keys() {
+  static uint8_t keys[80];
+  for (int i = 0; i < 80; i++) {
+    keys[i] = static_cast<uint8_t>(i * 5 + 3);
+  }
+  return keys;
+}
+
+RuleSpec MutualServer() {
+  RuleSpec ss = ServerSpec();
+  ss.client_auth = POLICY_CLIENT_AUTH_REQUIRED;
+  ss.crl = "ca.empty.crl.pem";
+  return ss;
+}
+
+RuleSpec ClientWith(const std::string &identity) {
+  RuleSpec cs = ClientSpec();
+  cs.identity = identity;
+  return cs;
+}
+
+// A reload that rebuilds the same settings from the same files (or another
+// worker of a pre-fork server) resumes, TLS 1.3 and 1.2.
+TEST(TlsResume, SameSettingsResumeAcrossConfigs) {
+  for (uint16_t max : {POLICY_TLS1_3, POLICY_TLS1_2}) {
+    RuleSpec cs = ClientWith("client");
+    cs.max_version = max;
+    Config cli(MakeConfig(cs));
+    Config a(MakeConfig(MutualServer(), Keys()));
+    Config b(MakeConfig(MutualServer(), Keys()));
+    EXPECT_TRUE(Resume(cli.get(), a.get(), b.get())) << max;
+  }
+}
+
+// Sessions are bound to the CRL bytes: a new CRL, even one that revokes
+// someone else, means a full handshake (with the CRL checked).
+TEST(TlsResume, NewCrlRefusesOldSessions) {
+  for (uint16_t max : {POLICY_TLS1_3, POLICY_TLS1_2}) {
+    RuleSpec cs = ClientWith("client");
+    cs.max_version = max;
+    RuleSpec revoking = MutualServer();
+    revoking.crl = "ca.crl.pem";
+    Config cli(MakeConfig(cs));
+    Config a(MakeConfig(MutualServer(), Keys()));
+    Config b(MakeConfig(revoking, Keys()));
+    EXPECT_FALSE(Resume(cli.get(), a.get(), b.get())) << max;
+  }
+}
+
+// A client without a certificate got a session from a rule that did not
+// ask for one; once the rule requires one, it is refused, not resumed.
+TEST(TlsResume, TighteningRefusesOldSessions) {
+  for (uint16_t max : {POLICY_TLS1_3, POLICY_TLS1_2}) {
+    RuleSpec cs = ClientSpec();
+    cs.max_version = max;
+    RuleSpec open = ServerSpec();
+    RuleSpec tight = ServerSpec();
+    tight.client_auth = POLICY_CLIENT_AUTH_REQUIRED;
+    tight.peer_names = {"spiffe://test/ns/default/sa/client"};
+    Config cli(MakeConfig(cs));
+    Config a(MakeConfig(open, Keys())), a2(MakeConfig(open, Keys()));
+    Config b(MakeConfig(tight, Keys()));
+    // The control: the unchanged rule resumes this client's session.
+    EXPECT_TRUE(Resume(cli.get(), a.get(), a2.get())) << max;
+    Pair p;
+    MakePair(&p, cli.get(), b.get());
+    Handshake(&p);
+    EXPECT_EQ(-EPROTO, p.server_rc) << max;
+    EXPECT_STREQ("client certificate required but none was sent",
+                 tlsconn_error(p.server));
+  }
+}
+
+// The client side: a reloaded config keeps the sessions made under the
+// settings it still has, and drops those made under others.
+TEST(TlsResume, ClientSessionsFollowTheirSettings) {
+  Config srv(MakeConfig(ServerSpec(), Keys()));
+  RuleSpec cs = ClientSpec();
+  cs.peer_names = {"spiffe://test/ns/default/sa/server"};
+  for (bool same : {true, false}) {
+    Config old_cli(MakeConfig(cs));
+    {
+      Pair p;
+      MakePair(&p, old_cli.get(), srv.get());
+      Handshake(&p);
+      ASSERT_EQ(0, p.client_rc) << tlsconn_error(p.client);
+      EXPECT_EQ(2, tlsconn_write(p.server, "hi", 2));
+      ssize_t rc = 0;
+      EXPECT_EQ("hi", ReadSome(p.client, p.cfd, 2, &rc));
+    }
+    RuleSpec next = cs;
+    if (!same) {
+      next.peer_names.push_back("spiffe://test/ns/default/sa/other");
+    }
+    Config new_cli(MakeConfig(next));
+    tls_config_inherit_sessions(new_cli.get(), old_cli.get());
+    Pair p;
+    MakePair(&p, new_cli.get(), srv.get());
+    Handshake(&p);
+    ASSERT_EQ(0, p.client_rc) << tlsconn_error(p.client);
+    EXPECT_EQ(same, Info(p.client).resumed) << same;
+  }
+}
+
 TEST(TlsResume, OffMeansFullHandshakes) {
   RuleSpec cs = ClientSpec();
   cs.session_resumption = false;

@@ -156,6 +156,9 @@ struct policy *MakePolicy(const RuleSpec &spec) {
   t->verify_peer = spec.verify_peer;
   t->client_auth = spec.client_auth;
   t->crl_check = spec.crl_check;
+  if (!spec.server_name.empty()) {
+    t->server_name = Dup(spec.server_name);
+  }
   t->pos = {9, 5};
   t->ciphers_pos = {10, 5};
   t->groups_pos = {10, 5};

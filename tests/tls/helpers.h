@@ -29,6 +29,7 @@ struct RuleSpec {
   std::vector<std::string> ciphers;
   std::vector<std::string> groups;
   std::vector<std::string> peer_names;
+  std::string server_name;  // outbound: the rule's server_name, "" for none
   std::vector<std::string> alpn;
   bool verify_peer = true;
   enum policy_client_auth client_auth = POLICY_CLIENT_AUTH_NONE;
