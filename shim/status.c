@@ -56,6 +56,7 @@ static void copy_field(char *dst, size_t dst_len, const char *src) {
 
 static void fork_child(void);
 static void make_private(void);
+static void make_now_if_root(void);
 
 void status_configure(const struct policy *p, bool secure) {
   static bool registered;
@@ -74,6 +75,7 @@ void status_configure(const struct policy *p, bool secure) {
     pthread_atfork(NULL, NULL, fork_child);
   }
   __atomic_store_n(&state, ST_LAZY, __ATOMIC_RELEASE);
+  make_now_if_root();
 }
 
 static uint64_t own_start_ticks(void) {
@@ -88,7 +90,7 @@ static uint64_t own_start_ticks(void) {
     return 0;
   }
   buf[n] = '\0';
-  return statusfile_parse_start_ticks(buf);
+  return statusfile_parse_stat(buf, NULL);
 }
 
 /* This process's identity in a fresh header; counters start at zero. */
@@ -425,6 +427,22 @@ static void fork_child(void) {
   status_lock = fresh;
   started_ms = realtime_ms();
   make_private();
+  make_now_if_root();
+}
+
+/* A process running as root may drop to another user later (nginx's and
+ * postgres's workers do, right after fork), and could then no longer make
+ * its file in a directory of root's: it makes it now, at start-up and in
+ * each forked child, and keeps writing it through the mapping. (After
+ * such a drop it cannot remove it at exit: the next reader does.) Other
+ * processes make theirs at their first event. */
+static void make_now_if_root(void) {
+  if (geteuid() != 0) {
+    return;
+  }
+  pthread_mutex_lock(&status_lock);
+  (void)file_locked();
+  pthread_mutex_unlock(&status_lock);
 }
 
 void status_before_exec(void) {

@@ -109,10 +109,13 @@ int statusfile_secure_dir(const char *dir) {
   return 0;
 }
 
-uint64_t statusfile_parse_start_ticks(const char *stat_text) {
+uint64_t statusfile_parse_stat(const char *stat_text, char *out_state) {
   /* The command name (field 2) may hold spaces and parentheses: count
    * fields from the last ')'. */
   const char *p = strrchr(stat_text, ')');
+  if (out_state != NULL) {
+    *out_state = p != NULL && p[1] == ' ' ? p[2] : '?';
+  }
   if (p == NULL) {
     return 0;
   }
@@ -126,7 +129,7 @@ uint64_t statusfile_parse_start_ticks(const char *stat_text) {
 }
 
 /* Readers only: the shim reads its own through real_read. */
-uint64_t statusfile_start_ticks(int pid) {
+uint64_t statusfile_start_ticks(int pid, char *out_state) {
   char path[64], buf[1024];
   snprintf(path, sizeof(path), "/proc/%d/stat", pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -139,7 +142,7 @@ uint64_t statusfile_start_ticks(int pid) {
     return 0;
   }
   buf[n] = '\0';
-  return statusfile_parse_start_ticks(buf);
+  return statusfile_parse_stat(buf, out_state);
 }
 
 int statusfile_read_consistent(const volatile struct statusfile *src,
@@ -164,11 +167,13 @@ static int process_alive(const struct statusfile_header *h) {
   if (kill(h->pid, 0) != 0 && errno == ESRCH) {
     return 0;
   }
-  uint64_t ticks = statusfile_start_ticks(h->pid);
+  char st;
+  uint64_t ticks = statusfile_start_ticks(h->pid, &st);
   if (ticks == 0) {
-    return -1;
+    return kill(h->pid, 0) != 0 && errno == ESRCH ? 0 : -1;
   }
-  return ticks == h->start_ticks ? 1 : 0;
+  /* A zombie has ended: only its parent has not looked yet. */
+  return ticks == h->start_ticks && st != 'Z' && st != 'X' ? 1 : 0;
 }
 
 /* Reads one file. 1: |out| filled, 0: skipped, -errno. */

@@ -130,10 +130,11 @@ void statusfile_default_dir(char *out, size_t out_len, bool secure);
 int statusfile_secure_dir(const char *dir);
 
 /* statusfile_start_ticks returns field 22 (starttime) of /proc/PID/stat,
- * or 0 if it cannot be read; statusfile_parse_start_ticks finds it in the
- * text of such a file. */
-uint64_t statusfile_start_ticks(int pid);
-uint64_t statusfile_parse_start_ticks(const char *stat_text);
+ * or 0 if it cannot be read, and its state letter (field 3: 'R', 'S',
+ * 'Z'...) in |*out_state| (may be NULL); statusfile_parse_stat reads them
+ * from the text of such a file. */
+uint64_t statusfile_start_ticks(int pid, char *out_state);
+uint64_t statusfile_parse_stat(const char *stat_text, char *out_state);
 
 /* One process as a reader saw it: a consistent copy of its file. */
 struct statusfile_snapshot {
