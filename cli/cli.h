@@ -3,6 +3,7 @@
 #define TLSSHIM_CLI_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "policy/policy.h"
@@ -30,6 +31,27 @@ int cli_explain(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_pki(int argc, char **argv);
 int cli_version(int argc, char **argv);
+int cli_status(int argc, char **argv);
+int cli_metrics(int argc, char **argv);
+
+/* What `status` and `metrics` share (cmd_status.c). */
+struct statusfile;
+struct statusfile_snapshot;
+/* cli_status_dir writes the status directory: |opt| (--dir), else
+ * TLSSHIM_STATUS_DIR, else the shim's default. */
+void cli_status_dir(const char *opt, char *out, size_t out_len);
+/* cli_status_read reads every live process's file (statusfile_read_dir);
+ * prints the error and returns -1 on failure. */
+int cli_status_read(const char *dir, const int *pids, size_t pid_count,
+                    struct statusfile_snapshot **out, size_t *out_count);
+/* cli_status_rule_bytes: bytes of rule |rule|, closed and open
+ * connections. */
+void cli_status_rule_bytes(const struct statusfile *f, uint32_t rule,
+                           uint64_t *out_in, uint64_t *out_out);
+const char *cli_status_direction(unsigned d);
+/* cli_metrics_write writes the Prometheus text exposition of |s|. */
+void cli_metrics_write(FILE *out, const struct statusfile_snapshot *s,
+                       size_t n);
 
 /* cli_usage writes the usage text to |f|. */
 void cli_usage(FILE *f);

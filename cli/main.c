@@ -17,11 +17,21 @@ void cli_usage(FILE *f) {
         "      show the rule that matches a connection and its TLS settings\n"
         "  pki init DIR [--names NAME,...] [--ip ADDR,...]\n"
         "      write a demo CA and server/client certificates into DIR\n"
+        "  status [PID...] [--json] [--dir DIR]\n"
+        "      the live TLS connections of programs under the shim, and "
+        "their counters\n"
+        "  metrics [--listen ADDR:PORT] [--dir DIR]\n"
+        "      the counters in Prometheus text format (served at /metrics "
+        "with --listen)\n"
         "  version\n"
         "      show the version of tlsshim and BoringSSL\n"
         "\n"
         "POLICY defaults to $TLSSHIM_POLICY, else " CLI_DEFAULT_POLICY ".\n"
-        "LEVEL is error, warn, info or debug.\n",
+        "LEVEL is error, warn, info or debug.\n"
+        "DIR defaults to $TLSSHIM_STATUS_DIR, else the shim's status "
+        "directory\n"
+        "($XDG_RUNTIME_DIR/tlsshim, else /run/tlsshim, else "
+        "/tmp/tlsshim-UID).\n",
         f);
 }
 
@@ -32,7 +42,8 @@ struct command {
 
 static const struct command commands[] = {
     {"run", cli_run}, {"check", cli_check},     {"explain", cli_explain},
-    {"pki", cli_pki}, {"version", cli_version},
+    {"pki", cli_pki}, {"version", cli_version}, {"status", cli_status},
+    {"metrics", cli_metrics},
 };
 
 int main(int argc, char **argv) {

@@ -111,6 +111,7 @@ void policy_free(struct policy *p) {
   }
   free(p->rules);
   free(p->log.file);
+  free(p->status.dir);
   free(p->path);
   free(p->dir);
   free(p);

@@ -1133,6 +1133,33 @@ static int h_debug(struct loader *ld, const struct row *row, yaml_node_t *key,
   return parse_mapping(ld, value, &debug_table, base, node_pos(key), NULL);
 }
 
+static int h_status_dir(struct loader *ld, const struct row *row,
+                        yaml_node_t *key, yaml_node_t *value, void *base) {
+  struct policy_status *st = base;
+  if (scalar(value)[0] == '\0') {
+    return FAIL(ld, node_pos(value), "'dir' must not be empty");
+  }
+  free(st->dir);
+  st->dir = policy_path_join(ld->p->dir, scalar(value));
+  return st->dir != NULL ? 0 : fail_nomem(ld);
+}
+
+static const struct row status_rows[] = {
+    {"dir", YAML_SCALAR_NODE, h_status_dir, NOPOS, NOPOS, NULL, "a string",
+     false},
+    {"enabled", YAML_SCALAR_NODE, h_bool,
+     offsetof(struct policy_status, enabled), NOPOS, NULL, "true or false",
+     false},
+};
+static const struct table status_table = {status_rows, 2};
+
+static int h_status(struct loader *ld, const struct row *row, yaml_node_t *key,
+                    yaml_node_t *value, void *base) {
+  struct policy *p = base;
+  return parse_mapping(ld, value, &status_table, &p->status, node_pos(key),
+                       NULL);
+}
+
 static const struct enum_name default_action_names[] = {
     {"plaintext", POLICY_ACTION_PLAINTEXT},
     {"deny", POLICY_ACTION_DENY},
@@ -1159,8 +1186,10 @@ static const struct row top_rows[] = {
     {"log", YAML_MAPPING_NODE, h_log, NOPOS, NOPOS, NULL, "a mapping", false},
     {"debug", YAML_MAPPING_NODE, h_debug, NOPOS, NOPOS, NULL, "a mapping",
      false},
+    {"status", YAML_MAPPING_NODE, h_status, NOPOS, NOPOS, NULL, "a mapping",
+     false},
 };
-static const struct table top_table = {top_rows, 8};
+static const struct table top_table = {top_rows, 9};
 
 /* ---- entry points ---- */
 
@@ -1177,6 +1206,7 @@ static int set_builtin_defaults(struct policy *p) {
   p->default_action = POLICY_ACTION_PLAINTEXT;
   p->log.level = POLICY_LOG_WARN;
   p->log.format = POLICY_LOG_TEXT;
+  p->status.enabled = true;
   t->min_version = POLICY_TLS1_2;
   t->max_version = POLICY_TLS1_3;
   for (size_t i = 0; i < 3; i++) {

@@ -136,6 +136,12 @@ struct policy_log {
   enum policy_log_format format;
 };
 
+/* status: where the live connection table and counters go (SPEC 9). */
+struct policy_status {
+  char *dir;    /* NULL: the default (shim/status/statusfile.h) */
+  bool enabled; /* default true */
+};
+
 struct policy {
   char *path; /* absolute path of the policy file */
   char *dir;  /* its folder, for relative paths */
@@ -150,6 +156,7 @@ struct policy {
   size_t rule_count;
   struct policy_log log;
   bool allow_keylog;
+  struct policy_status status;
 };
 
 /* A diagnostic: an error or a warning about the policy file. `file` is the

@@ -10,6 +10,7 @@
 
 #include "shim/libc.h"
 #include "shim/log.h"
+#include "shim/status.h"
 
 bool shim_sockaddr_to_endpoint(const struct sockaddr *sa, socklen_t len,
                                uint8_t addr[16], uint16_t *port) {
@@ -114,6 +115,8 @@ static int apply_action(struct tls_config *cfg, const struct policy_rule *rule,
     log_decision(deny ? POLICY_LOG_WARN : POLICY_LOG_DEBUG,
                  deny ? "denied" : "plaintext", direction, rule_label(rule),
                  local, peer, name, deny ? "policy action deny" : NULL);
+    status_decision(deny ? STATUS_DENIED : STATUS_PLAINTEXT, rule_label(rule),
+                    is_server);
     tls_config_unref(cfg);
     return deny ? -EACCES : 0;
   }

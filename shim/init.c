@@ -19,6 +19,7 @@
 
 #include "shim/libc.h"
 #include "shim/log.h"
+#include "shim/status.h"
 
 #define DEFAULT_POLICY "/etc/tlsshim/policy.yaml"
 #define EX_CONFIG 78
@@ -189,6 +190,7 @@ static void shim_init_once(void) {
   }
   const struct policy *p = tls_config_policy(cfg);
   apply_logging(p, secure);
+  status_configure(p, secure);
   log_warnings(&warnings);
   policy_diags_cleanup(&warnings);
   tls_config_ticket_keys(cfg, ticket_keys);
@@ -254,6 +256,7 @@ static void maybe_reload_locked(void) {
      * every second; the next change is tried again. */
     memcpy(stamps, before, before_count * sizeof(*stamps));
     policy_diags_cleanup(&warnings);
+    status_reload(false);
     return;
   }
   log_warnings(&warnings);
@@ -276,6 +279,7 @@ static void maybe_reload_locked(void) {
   }
   apply_logging(p, getauxval(AT_SECURE) != 0);
   log_msg(POLICY_LOG_INFO, "reload", "policy %s reloaded", p->path);
+  status_reload(true);
   tls_config_unref(old);
 }
 

@@ -58,6 +58,7 @@ struct session {
   char rule_name[128];
   char local[64], peer[64];
   char name[256]; /* verified name (outbound) or "" */
+  struct statusfile_conn *status; /* its slot in the status file, or NULL */
 };
 
 /* ---- signal safety ----

@@ -21,6 +21,7 @@
 #include "include/tlsshim.h"
 #include "shim/libc.h"
 #include "shim/log.h"
+#include "shim/status.h"
 
 int64_t shim_now_ms(void) {
   struct timespec ts;
@@ -129,6 +130,9 @@ void session_ref(struct session *s) {
 /* The last reference frees; the goodbye was said when the last descriptor
  * went away (session_detach_fd), so nothing here touches a socket. */
 static void session_end(struct session *s) {
+  if (s->status != NULL) {
+    status_closed(s->status);
+  }
   tlsconn_free(s->conn);
   tls_config_unref(s->config);
   pthread_mutex_destroy(&s->lock);
@@ -263,6 +267,7 @@ static void log_established(struct session *s) {
       .peer_identity = info.peer_identity,
   };
   log_emit(&ev);
+  s->status = status_established(s, &info);
 }
 
 /* The one place where a TLS result becomes the errno the program sees:
@@ -311,6 +316,7 @@ void session_log_failed(const struct session *s, const char *why) {
       .reason = why,
   };
   log_emit(&ev);
+  status_failed(s->rule_name, s->is_server, why);
 }
 
 /* Sets the handshake deadline on first use; fails the session when it has
@@ -347,6 +353,10 @@ static void log_permissive(struct session *s, const char *event,
                          .local = s->local, .peer = s->peer, .resumed = -1,
                          .reason = reason};
   log_emit(&ev);
+  status_decision(strcmp(event, "permissive") == 0
+                      ? STATUS_PERMISSIVE_TLS
+                      : STATUS_PERMISSIVE_PLAINTEXT,
+                  s->rule_name, true);
 }
 
 /* Permissive: decide from the first bytes whether the peer speaks TLS.
@@ -420,6 +430,9 @@ static ssize_t recv_once(struct session *s, int fd, void *buf, size_t len,
   s->io_since_fork = true;
   ssize_t n = tlsconn_read(s->conn, buf, len, peek);
   note_progress(s);
+  if (s->status != NULL && n > 0 && !peek) {
+    status_count(&s->status->bytes_in, n);
+  }
   if (n == -EAGAIN) {
     *wants = tlsconn_wants(s->conn);
     if (*wants == 0) {
@@ -462,6 +475,9 @@ static ssize_t send_once(struct session *s, int fd, const void *buf, size_t len,
   s->io_since_fork = true;
   ssize_t n = tlsconn_write(s->conn, buf, len);
   note_progress(s);
+  if (s->status != NULL && n > 0) {
+    status_count(&s->status->bytes_out, n);
+  }
   if (n == -EAGAIN) {
     *wants = tlsconn_wants(s->conn);
     if (*wants == 0) {

@@ -21,6 +21,7 @@
 #   rsa.pem/.key           RSA 2048 server cert
 #   ed25519.pem/.key       Ed25519 server cert
 #   expiring.pem/.key      server cert valid 10 more days
+#   expired_client.pem/.key  the client identity of client.pem, valid 2020-01-01 .. 2021-01-01
 #   noeku.pem/.key         SANs of a server but EKU clientAuth only
 # Each leaf file holds the leaf alone; the CA is separate.
 #
@@ -125,6 +126,8 @@ leaf sha1 ca serverAuth "$SERVER_SAN" -md sha1
 leaf revoked ca serverAuth "$SERVER_SAN"
 leaf noeku ca clientAuth "$SERVER_SAN"
 leaf expiring ca serverAuth "$SERVER_SAN" -days 10
+leaf expired_client ca clientAuth "URI:spiffe://test/ns/default/sa/client,DNS:client.test" \
+  -startdate 20200101000000Z -enddate 20210101000000Z
 
 # openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key 2>/dev/null

@@ -6,6 +6,7 @@
 
 #include "shim/exec.h"
 #include "shim/hooks/hooks.h"
+#include "shim/status.h"
 
 extern char **environ;
 
@@ -20,6 +21,7 @@ static size_t env_count(char *const envp[]) {
 /* Calls |fn| with |envp| extended by the TLS descriptor list, if any. */
 #define WITH_EXEC_ENV(envp, call_plain, call_env)                              \
   do {                                                                         \
+    status_before_exec();                                                      \
     char *entry = exec_env_entry();                                            \
     if (entry == NULL) {                                                       \
       return call_plain;                                                       \
