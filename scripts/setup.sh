@@ -21,6 +21,7 @@ packages=(
   util-linux valgrind sslscan
   nginx redis-server redis-tools memcached
   openjdk-17-jdk-headless postgresql nmap testssl.sh
+  prometheus
 )
 
 log() { printf 'setup: %s\n' "$*" >&2; }
