@@ -13,9 +13,9 @@ TSAN_BUILD ?= build-tsan
 # the symbol check is about the release library, not a sanitizer build.
 # redis-server links jemalloc, which crashes next to the preloaded ASan
 # runtime (its malloc and ASan's both claim the process), and postgres did
-# not get ready under it (not investigated): test_real_servers and
-# test_runtimes run in the plain build only.
-SAN_EXCLUDE := integration\.test_(real_peers|passthrough|demo|sidecar_netns|node|examples|examples_traffic|valgrind|symbols|real_servers|runtimes)$$|^fuzz\.|^bench\.
+# not get ready under it (not investigated): test_real_servers,
+# test_status_redis and test_runtimes run in the plain build only.
+SAN_EXCLUDE := integration\.test_(real_peers|passthrough|demo|sidecar_netns|node|examples|examples_traffic|valgrind|symbols|real_servers|status_redis|runtimes)$$|^fuzz\.|^bench\.
 # The threaded and event-loop tests, run again under ThreadSanitizer.
 TSAN_TESTS := integration\.test_(io_styles|readiness|linger)$$|^Shim|^Tls
 GENERATOR  := $(shell command -v ninja >/dev/null 2>&1 && echo Ninja || echo "Unix Makefiles")

@@ -295,7 +295,9 @@ int statusfile_read_dir(const char *dir, const int *pids, size_t pid_count,
     free(list);
     return rc;
   }
-  qsort(list, count, sizeof(*list), by_pid);
+  if (count > 1) { /* list is NULL when the directory held no file */
+    qsort(list, count, sizeof(*list), by_pid);
+  }
   *out = list;
   *out_count = count;
   return 0;
